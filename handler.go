@@ -1,0 +1,164 @@
+package headless
+
+import (
+	"context"
+	"slices"
+	"sort"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/pkg/dnsutil"
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+)
+
+// ServeDNS answers names under the plugin's zones from the published index.
+func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	if len(r.Question) != 1 {
+		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+	}
+	state := request.Request{W: w, Req: r}
+	qname := state.Name() // lower case, for the lookup; owner names keep the case asked
+	zone := plugin.Zones(h.zones).Matches(qname)
+	if zone == "" || state.QClass() != dns.ClassINET {
+		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+	}
+	if !h.synced.Load() {
+		return dns.RcodeServerFailure, nil
+	}
+
+	reverse := dnsutil.IsReverse(zone) > 0
+	rel := relativeName(qname, zone)
+	var n *node
+	switch {
+	case rel == "":
+		// The apex exists; it holds the SOA, and nothing else of ours.
+		if state.QType() != dns.TypeSOA && h.cfg.fall.Through(qname) {
+			return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+		}
+		n = &node{}
+	case reverse:
+		n = h.index.lookupReverse(qname)
+	default:
+		n = h.index.lookup(rel)
+	}
+	if n == nil && h.cfg.fall.Through(qname) {
+		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+	}
+
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	owner := state.QName()
+	switch {
+	case n == nil:
+		m.Rcode = dns.RcodeNameError
+	case rel == "" && state.QType() == dns.TypeSOA:
+		m.Answer = []dns.RR{h.soa(zone)}
+	case state.QType() == dns.TypeA && len(n.a) > 0:
+		m.Answer = appendRecords(nil, n.a, owner)
+	case state.QType() == dns.TypeAAAA && len(n.aaaa) > 0:
+		m.Answer = appendRecords(nil, n.aaaa, owner)
+	case state.QType() == dns.TypeSRV && len(n.srv) > 0:
+		set := &n.srv[slices.Index(h.cfg.forwardZones, zone)]
+		m.Answer = appendRecords(nil, set.srv, owner)
+		m.Extra = appendRecords(make([]dns.RR, 0, len(set.a)+len(set.aaaa)), set.a, "")
+		m.Extra = appendRecords(m.Extra, set.aaaa, "")
+	case state.QType() == dns.TypePTR && len(n.ptr) > 0:
+		m.Answer = appendRecords(nil, n.ptr, owner)
+	}
+	if len(m.Answer) == 0 { // NXDOMAIN or NODATA: the zone's SOA tells how long to cache it
+		m.Ns = []dns.RR{h.soa(zone)}
+	}
+	fit(state, m)
+	if err := w.WriteMsg(m); err != nil {
+		log.Debugf("writing reply to %s: %v", state.IP(), err)
+	}
+	return dns.RcodeSuccess, nil
+}
+
+// Name implements plugin.Handler.
+func (h *Headless) Name() string { return pluginName }
+
+// relativeName strips zone from qname: "web.default.svc" for
+// "web.default.svc.cluster.local." in "cluster.local.", and "" at the apex.
+func relativeName(qname, zone string) string {
+	switch {
+	case len(qname) == len(zone):
+		return ""
+	case zone == ".":
+		return qname[:len(qname)-1]
+	default:
+		return qname[:len(qname)-len(zone)-1]
+	}
+}
+
+// appendRecords copies record templates, so nothing downstream can change
+// the index, and gives them the owner name (unless owner is empty: glue is
+// complete already).
+func appendRecords[T any, P interface {
+	*T
+	dns.RR
+}](out []dns.RR, templates []T, owner string) []dns.RR {
+	records := slices.Clone(templates)
+	if out == nil {
+		out = make([]dns.RR, 0, len(records))
+	}
+	for i := range records {
+		rr := P(&records[i])
+		if owner != "" {
+			rr.Header().Name = owner
+		}
+		out = append(out, rr)
+	}
+	return out
+}
+
+func (h *Headless) soa(zone string) *dns.SOA {
+	neg := h.cfg.ttl.negative
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: neg},
+		Ns:      dnsutil.Join("ns.dns", zone),
+		Mbox:    dnsutil.Join("hostmaster", zone),
+		Serial:  h.index.soaSerial(),
+		Refresh: 7200,
+		Retry:   1800,
+		Expire:  86400,
+		Minttl:  neg,
+	}
+}
+
+// fit makes a UDP reply fit the client's buffer (512 bytes, or its EDNS0
+// size). Glue goes first and does not set TC (RFC 2181 §9); only when answer
+// records must go is TC set. TCP replies stay complete.
+func fit(state request.Request, m *dns.Msg) {
+	if state.Proto() != "udp" {
+		return
+	}
+	state.SizeAndDo(m)
+	size := state.Size()
+	m.Compress = false
+	if m.Len() <= size { // the common case costs no compression map
+		return
+	}
+	m.Compress = true
+	if m.Len() <= size {
+		return
+	}
+	var opt []dns.RR
+	glue := m.Extra
+	if o := m.IsEdns0(); o != nil {
+		opt = []dns.RR{o}
+		glue = slices.DeleteFunc(slices.Clone(glue), func(rr dns.RR) bool { return rr == dns.RR(o) })
+	}
+	// Smallest glue count that no longer fits; keep one fewer.
+	tooMany := sort.Search(len(glue)+1, func(k int) bool {
+		m.Extra = append(glue[:k:k], opt...)
+		return m.Len() > size
+	})
+	if tooMany > 0 {
+		m.Extra = append(glue[:tooMany-1:tooMany-1], opt...)
+		return
+	}
+	m.Extra = opt
+	m.Truncate(size) // drops answers, and sets TC
+}

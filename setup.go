@@ -1,0 +1,370 @@
+package headless
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/coredns/caddy"
+	"github.com/coredns/coredns/core/dnsserver"
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/pkg/dnsutil"
+	"github.com/coredns/coredns/plugin/pkg/fall"
+	clog "github.com/coredns/coredns/plugin/pkg/log"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+const pluginName = "headless"
+
+var log = clog.NewWithPlugin(pluginName)
+
+func init() { plugin.Register(pluginName, setup) }
+
+// The TTL bounds of the ttl option, in seconds.
+const (
+	defaultTTL = 5
+	maxTTL     = 3600
+)
+
+const defaultStartupTimeout = 5 * time.Second
+
+// ttls holds the TTL of each kind of record the plugin writes.
+type ttls struct {
+	service  uint32 // A/AAAA of the service name
+	pod      uint32 // A/AAAA of per-pod names, and SRV glue
+	srv      uint32 // SRV
+	ptr      uint32 // PTR
+	negative uint32 // SOA TTL and minimum of NXDOMAIN/NODATA answers
+}
+
+// config is everything a headless block says.
+type config struct {
+	forwardZones []string // normalized, in the order given
+	reverseZones []string // under in-addr.arpa. or ip6.arpa.
+
+	kubeconfig string
+	context    string
+	endpoint   string
+
+	namespaces       []string // empty: every namespace
+	labels           string // a Service label selector, applied by the API server
+	endpointPodNames bool
+	ttl              ttls
+	startupTimeout   time.Duration
+	fall             fall.F
+}
+
+func setup(c *caddy.Controller) error {
+	cfg, err := parse(c)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	restConfig, err := cfg.restConfig()
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	h, err := newHeadless(cfg, restConfig)
+	if err != nil {
+		return plugin.Error(pluginName, err)
+	}
+	c.OnStartup(h.start)
+	c.OnShutdown(h.stop)
+
+	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
+		h.Next = next
+		return h
+	})
+	return nil
+}
+
+// parse reads one headless block. Every mistake names the option and the problem.
+func parse(c *caddy.Controller) (*config, error) {
+	cfg := &config{
+		ttl:            ttls{defaultTTL, defaultTTL, defaultTTL, defaultTTL, defaultTTL},
+		startupTimeout: defaultStartupTimeout,
+	}
+	blocks := 0
+	for c.Next() {
+		blocks++
+		if blocks > 1 {
+			return nil, plugin.ErrOnce
+		}
+		if err := cfg.parseZones(c); err != nil {
+			return nil, err
+		}
+		seen := map[string]bool{}
+		for c.NextBlock() {
+			option := c.Val()
+			args := c.RemainingArgs()
+			key := option
+			if option == "ttl" && len(args) == 2 {
+				key = "ttl " + args[0]
+			}
+			if seen[key] {
+				return nil, c.Errf("%s: option given more than once", key)
+			}
+			seen[key] = true
+			if err := cfg.parseOption(c, option, args); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return cfg, nil
+}
+
+func (cfg *config) parseZones(c *caddy.Controller) error {
+	args := c.RemainingArgs()
+	for _, a := range args {
+		if len(plugin.Host(a).NormalizeExact()) == 0 {
+			return c.Errf("zone %q is not a valid domain name or CIDR", a)
+		}
+	}
+	zones := plugin.OriginsFromArgsOrServerBlock(args, c.ServerBlockKeys)
+	seen := map[string]bool{}
+	for _, z := range zones {
+		z = strings.ToLower(z)
+		if seen[z] {
+			continue
+		}
+		seen[z] = true
+		if dnsutil.IsReverse(z) > 0 {
+			cfg.reverseZones = append(cfg.reverseZones, z)
+		} else {
+			cfg.forwardZones = append(cfg.forwardZones, z)
+		}
+	}
+	if len(cfg.forwardZones) == 0 {
+		return c.Errf("zones %v: at least one forward zone (such as cluster.local) is needed, to name the pods that PTR records point to", zones)
+	}
+	return nil
+}
+
+func (cfg *config) parseOption(c *caddy.Controller, option string, args []string) error {
+	switch option {
+	case "kubeconfig":
+		if len(args) < 1 || len(args) > 2 {
+			return c.Errf("kubeconfig: want KUBECONFIG [CONTEXT], got %d arguments", len(args))
+		}
+		cfg.kubeconfig = args[0]
+		if len(args) == 2 {
+			cfg.context = args[1]
+		}
+		// Read it now, so a bad file fails start-up instead of every query.
+		if _, err := cfg.kubeconfigClientConfig().ClientConfig(); err != nil {
+			return c.Errf("kubeconfig: cannot use %q: %v", args[0], err)
+		}
+
+	case "endpoint":
+		if len(args) != 1 {
+			return c.Errf("endpoint: want one URL, got %d arguments", len(args))
+		}
+		u, err := url.Parse(args[0])
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return c.Errf("endpoint: %q is not an http:// or https:// URL", args[0])
+		}
+		cfg.endpoint = args[0]
+
+	case "namespaces":
+		if len(args) == 0 {
+			return c.Errf("namespaces: want at least one namespace")
+		}
+		listed := map[string]bool{}
+		for _, ns := range args {
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				return c.Errf("namespaces: %q is not a valid namespace name: %s", ns, strings.Join(errs, "; "))
+			}
+			if listed[ns] {
+				return c.Errf("namespaces: %q is listed twice", ns)
+			}
+			listed[ns] = true
+		}
+		cfg.namespaces = args
+
+	case "labels":
+		if len(args) == 0 {
+			return c.Errf("labels: want a label selector expression")
+		}
+		expr := strings.Join(args, " ")
+		sel, err := labels.Parse(expr)
+		if err != nil {
+			return c.Errf("labels: %q is not a valid label selector: %v", expr, err)
+		}
+		cfg.labels = sel.String()
+
+	case "endpoint_pod_names":
+		if len(args) != 0 {
+			return c.Errf("endpoint_pod_names: takes no arguments, got %d", len(args))
+		}
+		cfg.endpointPodNames = true
+
+	case "ttl":
+		return cfg.parseTTL(c, args)
+
+	case "startup_timeout":
+		if len(args) != 1 {
+			return c.Errf("startup_timeout: want one DURATION, got %d arguments", len(args))
+		}
+		d, err := time.ParseDuration(args[0])
+		if err != nil {
+			return c.Errf("startup_timeout: %q is not a duration such as 5s", args[0])
+		}
+		if d < 0 {
+			return c.Errf("startup_timeout: %s is negative", args[0])
+		}
+		cfg.startupTimeout = d
+
+	case "fallthrough":
+		for _, z := range args {
+			if len(plugin.Host(z).NormalizeExact()) == 0 {
+				return c.Errf("fallthrough: zone %q is not a valid domain name", z)
+			}
+		}
+		cfg.fall.SetZonesFromArgs(args)
+
+	default:
+		return c.Errf("unknown option %q", option)
+	}
+	return nil
+}
+
+func (cfg *config) parseTTL(c *caddy.Controller, args []string) error {
+	var kind, value string
+	switch len(args) {
+	case 1:
+		value = args[0]
+	case 2:
+		kind, value = args[0], args[1]
+	default:
+		return c.Errf("ttl: want [service|pod|srv|ptr|negative] SECONDS, got %d arguments", len(args))
+	}
+	n, err := strconv.ParseUint(value, 10, 32)
+	if err != nil {
+		return c.Errf("ttl: %q is not a whole number of seconds", value)
+	}
+	if n > maxTTL {
+		return c.Errf("ttl: %d is out of range 0-%d", n, maxTTL)
+	}
+	ttl := uint32(n)
+	switch kind {
+	case "":
+		cfg.ttl = ttls{ttl, ttl, ttl, ttl, ttl}
+	case "service":
+		cfg.ttl.service = ttl
+	case "pod":
+		cfg.ttl.pod = ttl
+	case "srv":
+		cfg.ttl.srv = ttl
+	case "ptr":
+		cfg.ttl.ptr = ttl
+	case "negative":
+		cfg.ttl.negative = ttl
+	default:
+		return c.Errf("ttl: unknown kind %q, want service, pod, srv, ptr or negative", kind)
+	}
+	return nil
+}
+
+func (cfg *config) kubeconfigClientConfig() clientcmd.ClientConfig {
+	rules := &clientcmd.ClientConfigLoadingRules{ExplicitPath: cfg.kubeconfig}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: cfg.context}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+}
+
+// restConfig picks the API server connection: kubeconfig wins over endpoint,
+// and with neither the pod's in-cluster service account is used.
+func (cfg *config) restConfig() (*rest.Config, error) {
+	var rc *rest.Config
+	var err error
+	switch {
+	case cfg.kubeconfig != "":
+		rc, err = cfg.kubeconfigClientConfig().ClientConfig()
+	case cfg.endpoint != "":
+		rc = &rest.Config{Host: cfg.endpoint}
+	default:
+		rc, err = rest.InClusterConfig()
+		if errors.Is(err, rest.ErrNotInCluster) {
+			err = fmt.Errorf("not running in a cluster: give kubeconfig or endpoint (%w)", err)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	rc.UserAgent = "coredns-headless"
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	return rc, nil
+}
+
+// Headless is the plugin: the published index, the informers that feed it,
+// and the next plugin in the chain.
+type Headless struct {
+	Next plugin.Handler
+
+	cfg     *config
+	zones   []string // forward and reverse zones, for plugin.Zones.Matches
+	index   *index
+	watcher *watcher
+	synced  atomic.Bool
+	cancel  context.CancelFunc
+}
+
+func newHeadless(cfg *config, rc *rest.Config) (*Headless, error) {
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	h := &Headless{
+		cfg:   cfg,
+		zones: append(slices.Clone(cfg.forwardZones), cfg.reverseZones...),
+		index: newIndex(cfg.forwardZones, cfg.ttl, cfg.endpointPodNames),
+	}
+	h.watcher = newWatcher(client, h.index, cfg.namespaces, cfg.labels)
+	return h, nil
+}
+
+// start runs the informers and waits up to startup_timeout for their first
+// sync. Until that sync completes, names in the zones get SERVFAIL.
+func (h *Headless) start() error {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	syncedGauge.Set(0)
+	h.watcher.run(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if cache.WaitForCacheSync(ctx.Done(), h.watcher.hasSynced) {
+			h.synced.Store(true)
+			syncedGauge.Set(1)
+			log.Infof("synced: %d headless services with ready endpoints", h.servicesPublished())
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(h.cfg.startupTimeout):
+		log.Warningf("not synced with the API server after %s; names in %v get SERVFAIL until it is", h.cfg.startupTimeout, h.zones)
+	}
+	return nil
+}
+
+func (h *Headless) stop() error {
+	if h.cancel != nil {
+		h.cancel()
+	}
+	return nil
+}
+
+func (h *Headless) servicesPublished() int {
+	n, _ := h.index.counts()
+	return n
+}

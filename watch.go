@@ -1,0 +1,287 @@
+package headless
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	core "k8s.io/api/core/v1"
+	discovery "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+const (
+	// Labels and annotations of EndpointSlices that the index reads.
+	headlessLabel     = "service.kubernetes.io/headless"
+	managedByLabel    = "endpointslice.kubernetes.io/managed-by"
+	controllerManager = "endpointslice-controller.k8s.io"
+	triggerTimeKey    = "endpoints.kubernetes.io/last-change-trigger-time"
+
+	byService = "service" // indexer of slices by "namespace/service"
+)
+
+// nsWatch is the informers of one namespace ("" for the whole cluster):
+// headless Services, and the two sorts of EndpointSlices that can belong to
+// one. Slices of ClusterIP Services, by far the most, are never listed.
+type nsWatch struct {
+	services cache.SharedIndexInformer
+	slices   []cache.SharedIndexInformer
+}
+
+// watcher feeds the index from the API server.
+type watcher struct {
+	index      *index
+	namespaces map[string]*nsWatch
+	synced     []cache.InformerSynced
+
+	errMu   sync.Mutex
+	lastErr map[string]time.Time // per resource, to log a lost watch once in a while
+}
+
+func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, labelSelector string) *watcher {
+	w := &watcher{index: ix, namespaces: map[string]*nsWatch{}, lastErr: map[string]time.Time{}}
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	for _, ns := range namespaces {
+		nw := &nsWatch{
+			services: w.informer(
+				cache.NewFilteredListWatchFromClient(client.CoreV1().RESTClient(), "services", ns, func(o *metav1.ListOptions) {
+					o.FieldSelector = fields.OneTermEqualSelector("spec.clusterIP", core.ClusterIPNone).String()
+					o.LabelSelector = labelSelector
+				}),
+				&core.Service{}, slimService, nil, "services",
+				cache.ResourceEventHandlerFuncs{
+					AddFunc:    w.serviceChanged,
+					UpdateFunc: func(_, obj any) { w.serviceChanged(obj) },
+					DeleteFunc: w.serviceChanged,
+				}),
+		}
+		for _, selector := range []string{
+			headlessLabel, // the controller's slices of headless Services
+			managedByLabel + "!=" + controllerManager + ",!" + headlessLabel, // hand-kept and mirrored
+		} {
+			nw.slices = append(nw.slices, w.informer(
+				cache.NewFilteredListWatchFromClient(client.DiscoveryV1().RESTClient(), "endpointslices", ns, func(o *metav1.ListOptions) {
+					o.LabelSelector = selector
+				}),
+				&discovery.EndpointSlice{}, slimSlice, cache.Indexers{byService: sliceService}, "endpointslices",
+				cache.ResourceEventHandlerFuncs{
+					AddFunc:    func(obj any) { w.sliceChanged(nil, obj) },
+					UpdateFunc: w.sliceChanged,
+					DeleteFunc: func(obj any) { w.sliceChanged(obj, nil) },
+				}))
+		}
+		w.namespaces[ns] = nw
+	}
+	return w
+}
+
+func (w *watcher) informer(lw cache.ListerWatcher, example runtime.Object, transform cache.TransformFunc,
+	indexers cache.Indexers, resource string, handler cache.ResourceEventHandler) cache.SharedIndexInformer {
+	inf := cache.NewSharedIndexInformer(lw, example, 0, indexers)
+	// Both only fail once the informer runs, and it has not started yet.
+	_ = inf.SetTransform(transform)
+	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) { w.watchError(resource, err) })
+	reg, _ := inf.AddEventHandler(handler)
+	w.synced = append(w.synced, reg.HasSynced)
+	return inf
+}
+
+// run starts every informer; they stop with ctx.
+func (w *watcher) run(ctx context.Context) {
+	for _, nw := range w.namespaces {
+		go nw.services.RunWithContext(ctx)
+		for _, inf := range nw.slices {
+			go inf.RunWithContext(ctx)
+		}
+	}
+}
+
+// hasSynced reports whether every informer has listed and every event of
+// that list has reached the index.
+func (w *watcher) hasSynced() bool {
+	for _, s := range w.synced {
+		if !s() {
+			return false
+		}
+	}
+	return true
+}
+
+// watchError counts a failed list or watch and logs it, at most once a
+// minute per resource: while the API server is away the index keeps
+// answering from what it last knew, and client-go retries with backoff.
+func (w *watcher) watchError(resource string, err error) {
+	watchErrors.WithLabelValues(resource).Inc()
+	w.errMu.Lock()
+	quiet := time.Since(w.lastErr[resource]) < time.Minute
+	if !quiet {
+		w.lastErr[resource] = time.Now()
+	}
+	w.errMu.Unlock()
+	if !quiet {
+		log.Warningf("watching %s: %v (answering from the last known state while retrying)", resource, err)
+	}
+}
+
+func (w *watcher) serviceChanged(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	w.rebuild(key)
+}
+
+// sliceChanged rebuilds the service(s) a slice belongs (or belonged) to,
+// and records how long the change took to reach DNS.
+func (w *watcher) sliceChanged(oldObj, newObj any) {
+	oldKey, newKey := serviceKeyOf(oldObj), serviceKeyOf(newObj)
+	if oldKey != "" && oldKey != newKey {
+		w.rebuild(oldKey)
+	}
+	if newKey == "" {
+		return
+	}
+	svc := w.rebuild(newKey)
+	trigger, ok := triggerTime(newObj)
+	if !ok || svc == nil {
+		return
+	}
+	if before, ok := triggerTime(oldObj); ok && before.Equal(trigger) {
+		return // not a new change of endpoints
+	}
+	kind := "headless_without_selector"
+	if svc.hasSelector {
+		kind = "headless_with_selector"
+	}
+	programmingDuration.WithLabelValues(kind).Observe(time.Since(trigger).Seconds())
+}
+
+// rebuild republishes one service from the informers' stores, and returns
+// it (nil when it is not a published headless service).
+func (w *watcher) rebuild(key string) *service {
+	ns, name, _ := strings.Cut(key, "/")
+	nw := w.namespaces[ns]
+	if nw == nil {
+		nw = w.namespaces[metav1.NamespaceAll]
+	}
+	if nw == nil {
+		return nil // a namespace we do not watch
+	}
+	var svc *service
+	w.index.rebuild(key, func() (*service, []*discovery.EndpointSlice) {
+		svc = nil
+		if obj, ok, _ := nw.services.GetIndexer().GetByKey(key); ok {
+			if s, ok := obj.(*core.Service); ok {
+				svc = &service{namespace: ns, name: name, hasSelector: len(s.Spec.Selector) > 0}
+			}
+		}
+		var found []*discovery.EndpointSlice
+		for _, inf := range nw.slices {
+			objs, _ := inf.GetIndexer().ByIndex(byService, key)
+			for _, obj := range objs {
+				if s, ok := obj.(*discovery.EndpointSlice); ok {
+					found = append(found, s)
+				}
+			}
+		}
+		slices.SortFunc(found, func(a, b *discovery.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+		return svc, found
+	})
+	services, endpoints := w.index.counts()
+	servicesGauge.Set(float64(services))
+	endpointsGauge.Set(float64(endpoints))
+	return svc
+}
+
+// sliceService indexes a slice under the service it belongs to.
+func sliceService(obj any) ([]string, error) {
+	if key := serviceKeyOf(obj); key != "" {
+		return []string{key}, nil
+	}
+	return nil, nil
+}
+
+// serviceKeyOf returns "namespace/service" of a slice (possibly a deleted
+// one's tombstone), or "" when it names no service.
+func serviceKeyOf(obj any) string {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	s, ok := obj.(*discovery.EndpointSlice)
+	if !ok || s == nil {
+		return ""
+	}
+	name := s.Labels[discovery.LabelServiceName]
+	if name == "" {
+		return ""
+	}
+	return s.Namespace + "/" + name
+}
+
+func triggerTime(obj any) (time.Time, bool) {
+	s, ok := obj.(*discovery.EndpointSlice)
+	if !ok || s == nil {
+		return time.Time{}, false
+	}
+	v, ok := s.Annotations[triggerTimeKey]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
+// slimService keeps of a Service only what the index reads.
+func slimService(obj any) (any, error) {
+	s, ok := obj.(*core.Service)
+	if !ok {
+		return obj, nil
+	}
+	return &core.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion},
+		Spec:       core.ServiceSpec{ClusterIP: s.Spec.ClusterIP, Selector: s.Spec.Selector},
+	}, nil
+}
+
+// slimSlice keeps of an EndpointSlice only what the index reads: no
+// managedFields, topology, hints, owner references or other annotations.
+func slimSlice(obj any) (any, error) {
+	s, ok := obj.(*discovery.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	out := &discovery.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion,
+		},
+		AddressType: s.AddressType,
+		Ports:       s.Ports,
+		Endpoints:   make([]discovery.Endpoint, len(s.Endpoints)),
+	}
+	if name, ok := s.Labels[discovery.LabelServiceName]; ok {
+		out.Labels = map[string]string{discovery.LabelServiceName: name}
+	}
+	if t, ok := s.Annotations[triggerTimeKey]; ok {
+		out.Annotations = map[string]string{triggerTimeKey: t}
+	}
+	for i, ep := range s.Endpoints {
+		slim := discovery.Endpoint{
+			Addresses:  ep.Addresses,
+			Conditions: discovery.EndpointConditions{Ready: ep.Conditions.Ready},
+			Hostname:   ep.Hostname,
+		}
+		if ep.TargetRef != nil {
+			slim.TargetRef = &core.ObjectReference{Kind: ep.TargetRef.Kind, Name: ep.TargetRef.Name}
+		}
+		out.Endpoints[i] = slim
+	}
+	return out, nil
+}
