@@ -26,7 +26,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return dns.RcodeServerFailure, nil
 	}
 
-	reverse := dnsutil.IsReverse(zone) > 0
+	reverse := isReverseZone(zone)
 	rel := relativeName(qname, zone)
 	var n *node
 	switch {

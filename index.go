@@ -44,9 +44,9 @@ type service struct {
 
 // serviceAnswers is what one service publishes, ready to be swapped in.
 type serviceAnswers struct {
-	names     map[string]*node            // relative to the zone, e.g. "web-0.web.default.svc"
-	ptr       map[netip.Addr][]string     // pod names that hold each IP, in the primary zone
-	endpoints int                          // ready endpoint addresses, deduplicated
+	names     map[string]*node        // relative to the zone, e.g. "web-0.web.default.svc"
+	ptr       map[netip.Addr][]string // pod names that hold each IP, in the primary zone
+	endpoints int                     // ready endpoint addresses, deduplicated
 }
 
 // published is the bookkeeping of one published service, for replacing it.

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,9 +14,9 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
-	"github.com/coredns/coredns/plugin/pkg/dnsutil"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -59,7 +59,7 @@ type config struct {
 	endpoint   string
 
 	namespaces       []string // empty: every namespace
-	labels           string // a Service label selector, applied by the API server
+	labels           string   // a Service label selector, applied by the API server
 	endpointPodNames bool
 	ttl              ttls
 	startupTimeout   time.Duration
@@ -75,10 +75,11 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(pluginName, err)
 	}
-	h, err := newHeadless(cfg, restConfig)
+	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
-		return plugin.Error(pluginName, err)
+		return plugin.Error(pluginName, fmt.Errorf("kubernetes client: %w", err))
 	}
+	h := newHeadless(cfg, client)
 	c.OnStartup(h.start)
 	c.OnShutdown(h.stop)
 
@@ -139,7 +140,7 @@ func (cfg *config) parseZones(c *caddy.Controller) error {
 			continue
 		}
 		seen[z] = true
-		if dnsutil.IsReverse(z) > 0 {
+		if isReverseZone(z) {
 			cfg.reverseZones = append(cfg.reverseZones, z)
 		} else {
 			cfg.forwardZones = append(cfg.forwardZones, z)
@@ -149,6 +150,11 @@ func (cfg *config) parseZones(c *caddy.Controller) error {
 		return c.Errf("zones %v: at least one forward zone (such as cluster.local) is needed, to name the pods that PTR records point to", zones)
 	}
 	return nil
+}
+
+// isReverseZone tells whether zone is in-addr.arpa. or ip6.arpa., or below.
+func isReverseZone(zone string) bool {
+	return dns.IsSubDomain("in-addr.arpa.", zone) || dns.IsSubDomain("ip6.arpa.", zone)
 }
 
 func (cfg *config) parseOption(c *caddy.Controller, option string, args []string) error {
@@ -319,18 +325,14 @@ type Headless struct {
 	cancel  context.CancelFunc
 }
 
-func newHeadless(cfg *config, rc *rest.Config) (*Headless, error) {
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
+func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
 	h := &Headless{
 		cfg:   cfg,
 		zones: append(slices.Clone(cfg.forwardZones), cfg.reverseZones...),
 		index: newIndex(cfg.forwardZones, cfg.ttl, cfg.endpointPodNames),
 	}
 	h.watcher = newWatcher(client, h.index, cfg.namespaces, cfg.labels)
-	return h, nil
+	return h
 }
 
 // start runs the informers and waits up to startup_timeout for their first

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -50,28 +51,36 @@ func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, lab
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
+		services := client.CoreV1().Services(ns)
 		nw := &nsWatch{
-			services: w.informer(
-				cache.NewFilteredListWatchFromClient(client.CoreV1().RESTClient(), "services", ns, func(o *metav1.ListOptions) {
-					o.FieldSelector = fields.OneTermEqualSelector("spec.clusterIP", core.ClusterIPNone).String()
-					o.LabelSelector = labelSelector
-				}),
-				&core.Service{}, slimService, nil, "services",
-				cache.ResourceEventHandlerFuncs{
-					AddFunc:    w.serviceChanged,
-					UpdateFunc: func(_, obj any) { w.serviceChanged(obj) },
-					DeleteFunc: w.serviceChanged,
-				}),
+			services: w.informer(client, &cache.ListWatch{
+				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+					return services.List(ctx, headlessServices(o, labelSelector))
+				},
+				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+					return services.Watch(ctx, headlessServices(o, labelSelector))
+				},
+			}, &core.Service{}, slimService, nil, "services", cache.ResourceEventHandlerFuncs{
+				AddFunc:    w.serviceChanged,
+				UpdateFunc: func(_, obj any) { w.serviceChanged(obj) },
+				DeleteFunc: w.serviceChanged,
+			}),
 		}
+		sliceClient := client.DiscoveryV1().EndpointSlices(ns)
 		for _, selector := range []string{
 			headlessLabel, // the controller's slices of headless Services
 			managedByLabel + "!=" + controllerManager + ",!" + headlessLabel, // hand-kept and mirrored
 		} {
-			nw.slices = append(nw.slices, w.informer(
-				cache.NewFilteredListWatchFromClient(client.DiscoveryV1().RESTClient(), "endpointslices", ns, func(o *metav1.ListOptions) {
+			nw.slices = append(nw.slices, w.informer(client, &cache.ListWatch{
+				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 					o.LabelSelector = selector
-				}),
-				&discovery.EndpointSlice{}, slimSlice, cache.Indexers{byService: sliceService}, "endpointslices",
+					return sliceClient.List(ctx, o)
+				},
+				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+					o.LabelSelector = selector
+					return sliceClient.Watch(ctx, o)
+				},
+			}, &discovery.EndpointSlice{}, slimSlice, cache.Indexers{byService: sliceService}, "endpointslices",
 				cache.ResourceEventHandlerFuncs{
 					AddFunc:    func(obj any) { w.sliceChanged(nil, obj) },
 					UpdateFunc: w.sliceChanged,
@@ -83,9 +92,19 @@ func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, lab
 	return w
 }
 
-func (w *watcher) informer(lw cache.ListerWatcher, example runtime.Object, transform cache.TransformFunc,
+// headlessServices limits a Service list or watch to headless Services
+// matching the labels option.
+func headlessServices(o metav1.ListOptions, labelSelector string) metav1.ListOptions {
+	o.FieldSelector = fields.OneTermEqualSelector("spec.clusterIP", core.ClusterIPNone).String()
+	o.LabelSelector = labelSelector
+	return o
+}
+
+func (w *watcher) informer(client kubernetes.Interface, lw *cache.ListWatch, example runtime.Object, transform cache.TransformFunc,
 	indexers cache.Indexers, resource string, handler cache.ResourceEventHandler) cache.SharedIndexInformer {
-	inf := cache.NewSharedIndexInformer(lw, example, 0, indexers)
+	// The wrapper tells the reflector when the client (a fake one) cannot
+	// stream its initial list.
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, client), example, 0, indexers)
 	// Both only fail once the informer runs, and it has not started yet.
 	_ = inf.SetTransform(transform)
 	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) { w.watchError(resource, err) })
@@ -179,7 +198,7 @@ func (w *watcher) rebuild(key string) *service {
 	w.index.rebuild(key, func() (*service, []*discovery.EndpointSlice) {
 		svc = nil
 		if obj, ok, _ := nw.services.GetIndexer().GetByKey(key); ok {
-			if s, ok := obj.(*core.Service); ok {
+			if s, ok := obj.(*core.Service); ok && s.Spec.ClusterIP == core.ClusterIPNone {
 				svc = &service{namespace: ns, name: name, hasSelector: len(s.Spec.Selector) > 0}
 			}
 		}
@@ -187,7 +206,9 @@ func (w *watcher) rebuild(key string) *service {
 		for _, inf := range nw.slices {
 			objs, _ := inf.GetIndexer().ByIndex(byService, key)
 			for _, obj := range objs {
-				if s, ok := obj.(*discovery.EndpointSlice); ok {
+				s, ok := obj.(*discovery.EndpointSlice)
+				// A slice that moves between the two informers can briefly be in both.
+				if ok && !slices.ContainsFunc(found, func(f *discovery.EndpointSlice) bool { return f.Name == s.Name }) {
 					found = append(found, s)
 				}
 			}

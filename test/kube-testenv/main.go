@@ -55,6 +55,7 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/klog/v2"
 	"k8s.io/kubernetes/cmd/kube-apiserver/app"
 )
 
@@ -208,10 +209,26 @@ func run() int {
 	if etcd == nil { // stopped while starting
 		return 0
 	}
+	var closeOnce sync.Once
 	closeEtcd := func() {
-		etcd.Close()
-		if removeDir {
-			_ = os.RemoveAll(stateDir)
+		closeOnce.Do(func() {
+			etcd.Close()
+			if removeDir {
+				_ = os.RemoveAll(stateDir)
+			}
+		})
+	}
+	// A stop request while the apiserver is still starting makes its post-start
+	// hooks fail with klog.Fatal; that is a clean stop, not a failure.
+	klog.OsExit = func(code int) {
+		select {
+		case <-stopCh:
+			closeEtcd()
+			logf("stopped while starting")
+			os.Exit(0)
+		default:
+			fail("kube-apiserver failed fatally (exit code %d)", code)
+			os.Exit(code)
 		}
 	}
 
@@ -235,6 +252,7 @@ func run() int {
 	case errors.Is(err, errStopped):
 		<-apiErr
 		closeEtcd()
+		logf("stopped")
 		return 0
 	case err != nil:
 		etcd.Close()
