@@ -21,7 +21,7 @@ import (
 // fake clientset holding objects, returning once the index is synced.
 func newTestPlugin(t testing.TB, corefile string, objects ...runtime.Object) (*Headless, *fake.Clientset) {
 	t.Helper()
-	cfg, err := parse(caddy.NewTestController("dns", corefile))
+	cfg, err := parse(testController(corefile))
 	if err != nil {
 		t.Fatalf("parse %q: %v", corefile, err)
 	}
@@ -34,6 +34,13 @@ func newTestPlugin(t testing.TB, corefile string, objects ...runtime.Object) (*H
 	waitFor(t, "informers to sync", h.watcher.hasSynced)
 	h.synced.Store(true)
 	return h, client
+}
+
+// testController reads corefile as if it stood in a server block for ".".
+func testController(corefile string) *caddy.Controller {
+	c := caddy.NewTestController("dns", corefile)
+	c.ServerBlockKeys = []string{"."}
+	return c
 }
 
 // waitFor polls cond until it holds, failing the test after 10 seconds.
