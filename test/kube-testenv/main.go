@@ -495,7 +495,10 @@ func apiserverArgs(dir string, p ports, verbosity int) []string {
 		// Lighter and faster to start.
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
+		// Shut down in about a second: no delay, and end open watches
+		// (otherwise the HTTP server waits for them up to --request-timeout).
 		"--shutdown-delay-duration=0s",
+		"--shutdown-watch-termination-grace-period=1s",
 		"--v=" + strconv.Itoa(verbosity),
 	}
 }
