@@ -474,8 +474,9 @@ func startEtcd(dir string, p ports, stopCh <-chan struct{}) (*embed.Etcd, error)
 
 func apiserverArgs(dir string, p ports, verbosity int) []string {
 	saKey := filepath.Join(dir, saKeyFile)
+	etcdURL := loopbackURL(p.EtcdClient)
 	return []string{
-		"--etcd-servers=" + (&url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(p.EtcdClient))}).String(),
+		"--etcd-servers=" + (&etcdURL).String(),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1", // also puts 127.0.0.1 into the self-signed cert
 		"--secure-port=" + strconv.Itoa(p.APIServer),
