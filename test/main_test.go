@@ -1,0 +1,302 @@
+// Package e2e proves the headless plugin end to end: a real kube-apiserver
+// with a real etcd (kube-testenv), the custom CoreDNS binary run as its own
+// process, objects created through client-go, and real DNS clients reading
+// the answers.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	core "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+var env struct {
+	root    string // the repository
+	tmp     string
+	coredns string // the custom CoreDNS binary
+	testenv string // the kube-testenv binary
+	cp      *controlPlane
+}
+
+func TestMain(m *testing.M) { os.Exit(run(m)) }
+
+func run(m *testing.M) int {
+	var err error
+	if env.root, err = filepath.Abs(".."); err != nil {
+		return fail(err)
+	}
+	if env.tmp, err = os.MkdirTemp("", "headless-e2e-"); err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(env.tmp)
+
+	out, err := exec.Command("bash", filepath.Join(env.root, "test", "testenv.sh")).Output()
+	if err != nil {
+		return fail(fmt.Errorf("building kube-testenv: %w", err))
+	}
+	env.testenv = strings.TrimSpace(string(out))
+	env.coredns = filepath.Join(env.tmp, "coredns")
+	build := exec.Command("go", "build", "-o", env.coredns, "./cmd/coredns")
+	build.Dir, build.Stdout, build.Stderr = env.root, os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fail(fmt.Errorf("building cmd/coredns: %w", err))
+	}
+	if env.cp, err = startControlPlane(filepath.Join(env.tmp, "control-plane")); err != nil {
+		return fail(err)
+	}
+	defer env.cp.stop()
+	return m.Run()
+}
+
+func fail(err error) int {
+	fmt.Fprintln(os.Stderr, "e2e:", err)
+	return 1
+}
+
+// controlPlane is one kube-testenv process: etcd and kube-apiserver.
+type controlPlane struct {
+	dir        string
+	kubeconfig string
+	config     *rest.Config
+	client     kubernetes.Interface
+	cmd        *exec.Cmd
+	stdin      io.WriteCloser
+}
+
+// startControlPlane starts kube-testenv on dir (reusing its state, port and
+// certificates when dir was used before) and waits for the API server.
+func startControlPlane(dir string) (*controlPlane, error) {
+	cp := &controlPlane{dir: dir}
+	return cp, cp.start()
+}
+
+func (cp *controlPlane) start() error {
+	cmd := exec.Command(env.testenv, "-dir", cp.dir)
+	stdin, err := cmd.StdinPipe() // closing it (or our death) stops kube-testenv
+	if err != nil {
+		return err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	line := make(chan string, 1)
+	go func() {
+		s := bufio.NewScanner(stdout)
+		s.Scan()
+		line <- s.Text()
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case cp.kubeconfig = <-line:
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		return errors.New("kube-testenv did not become ready in 3 minutes")
+	}
+	if cp.kubeconfig == "" {
+		_ = cmd.Wait()
+		return errors.New("kube-testenv exited before it was ready")
+	}
+	cp.cmd, cp.stdin = cmd, stdin
+	if cp.config, err = clientcmd.BuildConfigFromFlags("", cp.kubeconfig); err != nil {
+		return err
+	}
+	cp.client, err = kubernetes.NewForConfig(cp.config)
+	return err
+}
+
+// stop ends the API server and etcd and waits for them to exit.
+func (cp *controlPlane) stop() {
+	if cp.cmd == nil {
+		return
+	}
+	_ = cp.cmd.Process.Signal(syscall.SIGTERM)
+	_ = cp.cmd.Wait()
+	cp.stdin.Close()
+	cp.cmd = nil
+}
+
+// newNamespace creates a namespace of its own for one test: namespaces
+// never finish deleting here, so names are never reused.
+func newNamespace(t *testing.T, cp *controlPlane, prefix string) string {
+	t.Helper()
+	name := prefix + "-" + rand.String(5)
+	_, err := cp.client.CoreV1().Namespaces().Create(context.Background(),
+		&core.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	return name
+}
+
+// corednsServer is the custom CoreDNS binary running with a Corefile.
+type corednsServer struct {
+	addr    string // DNS over UDP and TCP
+	metrics string // prometheus
+	ready   string // ready plugin
+	cmd     *exec.Cmd
+	log     *syncBuffer
+}
+
+type corefileData struct {
+	DNSPort, ReadyPort, MetricsPort int
+	Kubeconfig                      string
+}
+
+// defaultBlock is the plugin alone, answering for cluster.local and both
+// reverse zones.
+const defaultBlock = `headless cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig {{.Kubeconfig}}
+    }`
+
+// startCoreDNS runs CoreDNS with one server block on a free loopback port
+// holding block (a template over corefileData), plus ready and prometheus,
+// and waits until ready reports the plugin synced.
+func startCoreDNS(t *testing.T, cp *controlPlane, block string) *corednsServer {
+	t.Helper()
+	corefile := `.:{{.DNSPort}} {
+    bind 127.0.0.1
+    ready 127.0.0.1:{{.ReadyPort}}
+    prometheus 127.0.0.1:{{.MetricsPort}}
+    ` + block + `
+}
+`
+	return startCorefile(t, cp, corefile)
+}
+
+// startCorefile runs CoreDNS with a whole Corefile template.
+func startCorefile(t *testing.T, cp *controlPlane, corefile string) *corednsServer {
+	t.Helper()
+	data := corefileData{DNSPort: freePort(t), ReadyPort: freePort(t), MetricsPort: freePort(t), Kubeconfig: cp.kubeconfig}
+	var buf bytes.Buffer
+	if err := template.Must(template.New("Corefile").Parse(corefile)).Execute(&buf, data); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Corefile")
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &corednsServer{
+		addr:    fmt.Sprintf("127.0.0.1:%d", data.DNSPort),
+		metrics: fmt.Sprintf("127.0.0.1:%d", data.MetricsPort),
+		ready:   fmt.Sprintf("127.0.0.1:%d", data.ReadyPort),
+		log:     &syncBuffer{},
+	}
+	s.cmd = exec.Command(env.coredns, "-conf", path)
+	s.cmd.Dir = dir
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("CoreDNS log:\n%s", s.log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-exited:
+			t.Fatalf("CoreDNS exited:\n%s", s.log.String())
+		default:
+		}
+		if resp, err := http.Get("http://" + s.ready + "/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CoreDNS not ready after 30s:\n%s", s.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// freePort returns a loopback port that is free for both TCP and UDP now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// eventually polls check until it returns nil, failing after timeout with its last error.
+func eventually(t *testing.T, timeout time.Duration, what string, check func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := check()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

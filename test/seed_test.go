@@ -1,0 +1,149 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/headlessdns/headless/test/kubeapply"
+)
+
+// applyExamples applies examples/ (the article's cassandra and external-db)
+// to the shared control plane, once.
+func applyExamples(t *testing.T) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(env.root, "examples", "*.yaml"))
+	if len(files) == 0 {
+		t.Fatal("no examples/*.yaml")
+	}
+	if _, err := kubeapply.Files(context.Background(), env.cp.config, files...); err != nil {
+		t.Fatalf("applying examples: %v", err)
+	}
+}
+
+var seedPods = map[string]string{
+	"10.244.1.5":  "cassandra-0.cassandra.default.svc.cluster.local.",
+	"10.244.2.8":  "cassandra-1.cassandra.default.svc.cluster.local.",
+	"10.244.3.12": "cassandra-2.cassandra.default.svc.cluster.local.",
+}
+
+// TestSeedWalkthrough makes every example of the article true, read by
+// miekg/dns, dig and Go's resolver.
+func TestSeedWalkthrough(t *testing.T) {
+	applyExamples(t)
+	s := startCoreDNS(t, env.cp, defaultBlock)
+
+	t.Run("miekg/dns", func(t *testing.T) {
+		for _, network := range []string{"udp", "tcp"} {
+			checks := []error{
+				expectAnswer(s.addr, network, "cassandra.default.svc.cluster.local.", dns.TypeA, dns.RcodeSuccess, "10.244.1.5", "10.244.2.8", "10.244.3.12"),
+				expectAnswer(s.addr, network, "_cql._tcp.cassandra.default.svc.cluster.local.", dns.TypeSRV, dns.RcodeSuccess,
+					"9042 cassandra-0.cassandra.default.svc.cluster.local.", "9042 cassandra-1.cassandra.default.svc.cluster.local.", "9042 cassandra-2.cassandra.default.svc.cluster.local."),
+				expectAnswer(s.addr, network, "external-db.default.svc.cluster.local.", dns.TypeA, dns.RcodeSuccess, "10.0.0.50", "10.0.0.51"),
+			}
+			for ip, name := range seedPods {
+				checks = append(checks,
+					expectAnswer(s.addr, network, name, dns.TypeA, dns.RcodeSuccess, ip),
+					expectAnswer(s.addr, network, mustReverse(t, ip), dns.TypePTR, dns.RcodeSuccess, name))
+			}
+			for _, err := range checks {
+				if err != nil {
+					t.Errorf("%s: %v", network, err)
+				}
+			}
+		}
+	})
+
+	t.Run("dig", func(t *testing.T) {
+		if _, err := exec.LookPath("dig"); err != nil {
+			t.Fatal("dig is not installed (Debian package dnsutils); .ci/run installs it")
+		}
+		host, port, _ := net.SplitHostPort(s.addr)
+		dig := func(args ...string) []string {
+			out, err := exec.Command("dig", append([]string{"@" + host, "-p", port, "+short", "+time=2", "+tries=1"}, args...)...).Output()
+			if err != nil {
+				t.Fatalf("dig %v: %v", args, err)
+			}
+			lines := strings.Fields(strings.TrimSpace(string(out)))
+			slices.Sort(lines)
+			return lines
+		}
+		for _, transport := range []string{"+notcp", "+tcp"} {
+			if got := dig(transport, "cassandra.default.svc.cluster.local", "A"); strings.Join(got, " ") != "10.244.1.5 10.244.2.8 10.244.3.12" {
+				t.Errorf("dig %s A: %v", transport, got)
+			}
+			for ip, name := range seedPods {
+				if got := dig(transport, strings.TrimSuffix(name, "."), "A"); strings.Join(got, " ") != ip {
+					t.Errorf("dig %s %s: %v", transport, name, got)
+				}
+				if got := dig(transport, "-x", ip); strings.Join(got, " ") != name {
+					t.Errorf("dig %s -x %s: %v", transport, ip, got)
+				}
+			}
+			srv := strings.Join(dig(transport, "_cql._tcp.cassandra.default.svc.cluster.local", "SRV"), " ")
+			for _, name := range seedPods {
+				if !strings.Contains(srv, name) {
+					t.Errorf("dig %s SRV lacks %s: %s", transport, name, srv)
+				}
+			}
+		}
+	})
+
+	t.Run("Go resolver", func(t *testing.T) {
+		r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{Timeout: 2 * time.Second}).DialContext(ctx, network, s.addr)
+		}}
+		ctx := context.Background()
+		hosts, err := r.LookupHost(ctx, "cassandra.default.svc.cluster.local")
+		slices.Sort(hosts)
+		if err != nil || strings.Join(hosts, " ") != "10.244.1.5 10.244.2.8 10.244.3.12" {
+			t.Errorf("LookupHost: %v %v", hosts, err)
+		}
+		cname, srvs, err := r.LookupSRV(ctx, "cql", "tcp", "cassandra.default.svc.cluster.local")
+		if err != nil || len(srvs) != 3 || cname != "_cql._tcp.cassandra.default.svc.cluster.local." {
+			t.Errorf("LookupSRV: %q %v %v", cname, srvs, err)
+		}
+		for _, srv := range srvs {
+			if srv.Port != 9042 || !slices.Contains(slices.Collect(mapValues(seedPods)), srv.Target) {
+				t.Errorf("SRV target %+v", srv)
+			}
+		}
+		for ip, name := range seedPods {
+			names, err := r.LookupAddr(ctx, ip)
+			if err != nil || len(names) != 1 || names[0] != name {
+				t.Errorf("LookupAddr(%s): %v %v", ip, names, err)
+			}
+		}
+		hosts, err = r.LookupHost(ctx, "external-db.default.svc.cluster.local")
+		slices.Sort(hosts)
+		if err != nil || strings.Join(hosts, " ") != "10.0.0.50 10.0.0.51" {
+			t.Errorf("LookupHost external-db: %v %v", hosts, err)
+		}
+	})
+}
+
+func mustReverse(t *testing.T, ip string) string {
+	t.Helper()
+	name, err := dns.ReverseAddr(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+func mapValues(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for _, v := range m {
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
