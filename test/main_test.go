@@ -23,6 +23,8 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/miekg/dns"
+
 	core "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -164,7 +166,7 @@ type corednsServer struct {
 }
 
 type corefileData struct {
-	DNSPort, ReadyPort, MetricsPort int
+	DNSPort, ReadyPort, MetricsPort, HealthPort int
 	Kubeconfig                      string
 }
 
@@ -192,7 +194,7 @@ func startCoreDNS(t *testing.T, cp *controlPlane, block string) *corednsServer {
 // startCorefile runs CoreDNS with a whole Corefile template.
 func startCorefile(t *testing.T, cp *controlPlane, corefile string) *corednsServer {
 	t.Helper()
-	data := corefileData{DNSPort: freePort(t), ReadyPort: freePort(t), MetricsPort: freePort(t), Kubeconfig: cp.kubeconfig}
+	data := corefileData{DNSPort: freePort(t), ReadyPort: freePort(t), MetricsPort: freePort(t), HealthPort: freePort(t), Kubeconfig: cp.kubeconfig}
 	var buf bytes.Buffer
 	if err := template.Must(template.New("Corefile").Parse(corefile)).Execute(&buf, data); err != nil {
 		t.Fatal(err)
@@ -235,9 +237,11 @@ func startCorefile(t *testing.T, cp *controlPlane, corefile string) *corednsServ
 			t.Fatalf("CoreDNS exited:\n%s", s.log.String())
 		default:
 		}
+		// Ready says the plugins synced; the DNS listeners open only after
+		// every plugin's start-up, so wait for an answer too.
 		if resp, err := http.Get("http://" + s.ready + "/ready"); err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if _, err := exchange(s.addr, "udp", "cluster.local.", dns.TypeSOA, 0); err == nil && resp.StatusCode == http.StatusOK {
 				return s
 			}
 		}

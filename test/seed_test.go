@@ -38,7 +38,8 @@ var seedPods = map[string]string{
 // miekg/dns, dig and Go's resolver.
 func TestSeedWalkthrough(t *testing.T) {
 	applyExamples(t)
-	s := startCoreDNS(t, env.cp, defaultBlock)
+	// Other tests put pods with the article's IPs in their own namespaces.
+	s := startCoreDNS(t, env.cp, namespacedBlock("default", ""))
 
 	t.Run("miekg/dns", func(t *testing.T) {
 		for _, network := range []string{"udp", "tcp"} {
