@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/pkg/dnsutil"
@@ -18,7 +19,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	}
 	state := request.Request{W: w, Req: r}
 	qname := state.Name() // lower case, for the lookup; owner names keep the case asked
-	zone := plugin.Zones(h.zones).Matches(qname)
+	zone := matchZone(h.zones, qname)
 	if zone == "" || state.QClass() != dns.ClassINET {
 		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 	}
@@ -78,6 +79,22 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 
 // Name implements plugin.Handler.
 func (h *Headless) Name() string { return pluginName }
+
+// matchZone returns the longest of zones that holds qname, or "". Both are
+// lower case and fully qualified. Unlike plugin.Zones.Matches it splits no
+// labels, so it allocates nothing on the query path.
+func matchZone(zones []string, qname string) string {
+	best := ""
+	for _, z := range zones {
+		if len(z) <= len(best) || len(z) > len(qname) {
+			continue
+		}
+		if z == "." || qname == z || (strings.HasSuffix(qname, z) && qname[len(qname)-len(z)-1] == '.') {
+			best = z
+		}
+	}
+	return best
+}
 
 // relativeName strips zone from qname: "web.default.svc" for
 // "web.default.svc.cluster.local." in "cluster.local.", and "" at the apex.

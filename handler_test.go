@@ -277,3 +277,24 @@ func TestNonINETClassGoesToTheNextPlugin(t *testing.T) {
 		t.Fatalf("CHAOS: got rcode %d reply %v", rcode, resp)
 	}
 }
+
+func TestMatchZone(t *testing.T) {
+	zones := []string{"cluster.local.", "in-addr.arpa.", "244.10.in-addr.arpa.", "."}
+	for qname, want := range map[string]string{
+		"cluster.local.":                 "cluster.local.",
+		"a.svc.cluster.local.":           "cluster.local.",
+		"acluster.local.":                ".",
+		"5.1.244.10.in-addr.arpa.":       "244.10.in-addr.arpa.",
+		"5.1.245.10.in-addr.arpa.":       "in-addr.arpa.",
+		"example.org.":                   ".",
+		"cluster.local.cluster.local.":   "cluster.local.",
+		"svc.cluster.local.example.org.": ".",
+	} {
+		if got := matchZone(zones, qname); got != want {
+			t.Errorf("matchZone(%s) = %q, want %q", qname, got, want)
+		}
+	}
+	if got := matchZone([]string{"cluster.local."}, "example.org."); got != "" {
+		t.Errorf("outside every zone: %q", got)
+	}
+}
