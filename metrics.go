@@ -46,10 +46,10 @@ var (
 		Help:      "Failed lists and watches of the API server, by resource.",
 	}, []string{"resource"})
 
-	syncTimestamp = promauto.NewGauge(prometheus.GaugeOpts{
+	lastChange = promauto.NewGauge(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "last_change_timestamp_seconds",
-		Help:      "Unix time of the last change published to the index.",
+		Help:      "Unix time the index last processed a change from the API server.",
 	})
 )

@@ -219,6 +219,7 @@ func (w *watcher) rebuild(key string) *service {
 	services, endpoints := w.index.counts()
 	servicesGauge.Set(float64(services))
 	endpointsGauge.Set(float64(endpoints))
+	lastChange.SetToCurrentTime()
 	return svc
 }
 
