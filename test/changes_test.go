@@ -55,19 +55,27 @@ func TestChangesWhileRunning(t *testing.T) {
 		slice.Endpoints[1] = withReady(slice.Endpoints[1], false)
 		slice = updateSlice(t, c, slice)
 	},
-		func() error { return expectAnswer(s.addr, "udp", svc, dns.TypeA, dns.RcodeSuccess, "10.244.1.5", "10.244.3.12") },
+		func() error {
+			return expectAnswer(s.addr, "udp", svc, dns.TypeA, dns.RcodeSuccess, "10.244.1.5", "10.244.3.12")
+		},
 		func() error { return expectAnswer(s.addr, "udp", pod("cassandra-1"), dns.TypeA, dns.RcodeNameError) },
-		func() error { return expectAnswer(s.addr, "udp", "8.2.244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError) },
+		func() error {
+			return expectAnswer(s.addr, "udp", "8.2.244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError)
+		},
 	)
 	step("a pod IP changing", func() {
 		slice.Endpoints[0].Addresses = []string{"10.244.1.77"}
 		slice = updateSlice(t, c, slice)
 	},
-		func() error { return expectAnswer(s.addr, "udp", pod("cassandra-0"), dns.TypeA, dns.RcodeSuccess, "10.244.1.77") },
+		func() error {
+			return expectAnswer(s.addr, "udp", pod("cassandra-0"), dns.TypeA, dns.RcodeSuccess, "10.244.1.77")
+		},
 		func() error {
 			return expectAnswer(s.addr, "udp", "77.1.244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, pod("cassandra-0"))
 		},
-		func() error { return expectAnswer(s.addr, "udp", "5.1.244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError) },
+		func() error {
+			return expectAnswer(s.addr, "udp", "5.1.244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError)
+		},
 	)
 	step("a second slice added", func() {
 		createSlice(t, c, newSlice(ns, "cassandra-2", "cassandra", discovery.AddressTypeIPv4, ports, endpoint("cassandra-3", "10.244.4.2")))
@@ -94,7 +102,9 @@ func TestChangesWhileRunning(t *testing.T) {
 		}
 	},
 		func() error { return expectAnswer(s.addr, "udp", svc, dns.TypeA, dns.RcodeNameError) },
-		func() error { return expectAnswer(s.addr, "udp", "2.4.244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError) },
+		func() error {
+			return expectAnswer(s.addr, "udp", "2.4.244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError)
+		},
 	)
 	step("the service recreated", func() { createService(t, c, ns, "cassandra", true) },
 		func() error { return expectAnswer(s.addr, "udp", svc, dns.TypeA, dns.RcodeSuccess, "10.244.4.2") },

@@ -167,7 +167,7 @@ type corednsServer struct {
 
 type corefileData struct {
 	DNSPort, ReadyPort, MetricsPort, HealthPort int
-	Kubeconfig                      string
+	Kubeconfig                                  string
 }
 
 // defaultBlock is the plugin alone, answering for cluster.local and both
