@@ -170,7 +170,9 @@ func (w *watcher) sliceChanged(oldObj, newObj any) {
 	}
 	svc := w.rebuild(newKey)
 	trigger, ok := triggerTime(newObj)
-	if !ok || svc == nil {
+	// The initial list carries old trigger times: those changes were
+	// programmed long ago, by whoever served DNS then.
+	if !ok || svc == nil || !w.hasSynced() {
 		return
 	}
 	if before, ok := triggerTime(oldObj); ok && before.Equal(trigger) {

@@ -222,3 +222,22 @@ func TestReverseNames(t *testing.T) {
 		}
 	}
 }
+
+func TestTheInitialListIsNotAProgrammingDelay(t *testing.T) {
+	objects := seedObjects()
+	old := objects[1].(*discovery.EndpointSlice)
+	old.Annotations = map[string]string{triggerTimeKey: time.Now().Add(-48 * time.Hour).Format(time.RFC3339Nano)}
+	before := histogramSum("headless_with_selector")
+	newTestPlugin(t, "headless cluster.local", objects...)
+	if after := histogramSum("headless_with_selector"); after-before > 3600 {
+		t.Fatalf("a two-day-old change was observed as a programming delay (%.0fs)", after-before)
+	}
+}
+
+func histogramSum(kind string) float64 {
+	m := &dto.Metric{}
+	if err := programmingDuration.WithLabelValues(kind).(prometheus.Metric).Write(m); err != nil {
+		return 0
+	}
+	return m.GetHistogram().GetSampleSum()
+}
