@@ -49,6 +49,13 @@ type serviceAnswers struct {
 	endpoints int                     // ready endpoint addresses, deduplicated
 }
 
+// ptrOwner is one service's names for an IP. An IP is almost always held
+// by one service, so a short slice beats a map here.
+type ptrOwner struct {
+	service string   // "namespace/name"
+	targets []string // full pod names in the primary zone
+}
+
 // published is the bookkeeping of one published service, for replacing it.
 type published struct {
 	namespace string
@@ -75,7 +82,7 @@ type index struct {
 	buildMu   sync.Mutex
 	services  map[string]*published              // by "namespace/name"
 	perNS     map[string]int                     // published services per namespace
-	ptrOwners map[netip.Addr]map[string][]string // IP → service key → PTR targets
+	ptrOwners map[netip.Addr][]ptrOwner // who holds each IP, for its PTRs
 	endpoints int
 }
 
@@ -89,7 +96,7 @@ func newIndex(zones []string, t ttls, podNames bool) *index {
 		serial:    uint32(time.Now().Unix()),
 		services:  map[string]*published{},
 		perNS:     map[string]int{},
-		ptrOwners: map[netip.Addr]map[string][]string{},
+		ptrOwners: map[netip.Addr][]ptrOwner{},
 	}
 }
 
@@ -197,6 +204,15 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 	}
 
 	svcName := svc.name + "." + svc.namespace + ".svc"
+	// Every complete pod name, per zone, built once: SRV targets, glue
+	// owners and PTR targets share these strings.
+	fqdns := make([]map[string]string, len(ix.zones))
+	for z, zone := range ix.zones {
+		fqdns[z] = make(map[string]string, len(hosts))
+		for host := range hosts {
+			fqdns[z][host] = dnsutil.Join(host, svcName, zone)
+		}
+	}
 	sa := &serviceAnswers{
 		names:     map[string]*node{},
 		ptr:       map[netip.Addr][]string{},
@@ -206,7 +222,7 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 	for host, ips := range hosts {
 		sa.names[host+"."+svcName] = ix.addressNode(ips, ix.ttl.pod)
 		for _, ip := range ips {
-			sa.ptr[ip] = append(sa.ptr[ip], dnsutil.Join(host, svcName, ix.zones[0]))
+			sa.ptr[ip] = append(sa.ptr[ip], fqdns[0][host])
 		}
 	}
 	for k, targets := range srvTargets {
@@ -215,11 +231,11 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 		})
 		n := &node{srv: make([]srvSet, len(ix.zones))}
 		weight := uint16(max(1, 100/len(targets)))
-		for z, zone := range ix.zones {
+		for z := range ix.zones {
 			set := &n.srv[z]
 			glued := map[string]bool{}
 			for _, t := range targets {
-				name := dnsutil.Join(t.host, svcName, zone)
+				name := fqdns[z][t.host]
 				set.srv = append(set.srv, dns.SRV{
 					Hdr:    dns.RR_Header{Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ix.ttl.srv},
 					Weight: weight, Port: t.port, Target: name,
@@ -321,18 +337,22 @@ func (ix *index) addressNode(ips []netip.Addr, ttl uint32) *node {
 	sorted := slices.Clone(ips)
 	slices.SortFunc(sorted, netip.Addr.Compare)
 	n := &node{}
+	// One backing array for every address of the node, not one each.
+	raw := make([]byte, 0, 16*len(sorted))
 	for _, ip := range sorted {
 		if ip.Is4() {
 			b := ip.As4()
+			raw = append(raw, b[:]...)
 			n.a = append(n.a, dns.A{
 				Hdr: dns.RR_Header{Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl},
-				A:   net.IP(b[:]),
+				A:   net.IP(raw[len(raw)-4 : len(raw) : len(raw)]),
 			})
 		} else {
 			b := ip.As16()
+			raw = append(raw, b[:]...)
 			n.aaaa = append(n.aaaa, dns.AAAA{
 				Hdr:  dns.RR_Header{Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl},
-				AAAA: net.IP(b[:]),
+				AAAA: net.IP(raw[len(raw)-16 : len(raw) : len(raw)]),
 			})
 		}
 	}
@@ -362,18 +382,13 @@ func (ix *index) publish(key string, svc *service, sa *serviceAnswers) {
 	touched := map[netip.Addr]bool{}
 	if old != nil {
 		for _, ip := range old.ptrIPs {
-			delete(ix.ptrOwners[ip], key)
+			ix.ptrOwners[ip] = slices.DeleteFunc(ix.ptrOwners[ip], func(o ptrOwner) bool { return o.service == key })
 			touched[ip] = true
 		}
 	}
 	if sa != nil {
 		for ip, targets := range sa.ptr {
-			owners := ix.ptrOwners[ip]
-			if owners == nil {
-				owners = map[string][]string{}
-				ix.ptrOwners[ip] = owners
-			}
-			owners[key] = targets
+			ix.ptrOwners[ip] = append(ix.ptrOwners[ip], ptrOwner{service: key, targets: targets})
 			touched[ip] = true
 		}
 	}
@@ -447,8 +462,8 @@ func (ix *index) ptrNode(ip netip.Addr) *node {
 		return nil
 	}
 	var targets []string
-	for _, t := range owners {
-		targets = append(targets, t...)
+	for _, o := range owners {
+		targets = append(targets, o.targets...)
 	}
 	slices.Sort(targets)
 	targets = slices.Compact(targets)
