@@ -2,11 +2,13 @@ package headless
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	core "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 )
 
 const (
@@ -46,6 +49,7 @@ type watcher struct {
 }
 
 func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, labelSelector string) *watcher {
+	routeKlog.Do(func() { klog.SetLogger(logr.New(klogSink{})) })
 	w := &watcher{index: ix, namespaces: map[string]*nsWatch{}, lastErr: map[string]time.Time{}}
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
@@ -308,4 +312,31 @@ func slimSlice(obj any) (any, error) {
 		out.Endpoints[i] = slim
 	}
 	return out, nil
+}
+
+// klogSink routes client-go's klog output into CoreDNS's log for this
+// plugin: errors as warnings, the reflector's chatter (a watch that ended,
+// a relist) only with the debug plugin. watchError already reports a lost
+// API server, once a minute.
+type klogSink struct{}
+
+var routeKlog sync.Once
+
+func (klogSink) Init(logr.RuntimeInfo)  {}
+func (klogSink) Enabled(level int) bool { return level == 0 }
+func (s klogSink) Info(_ int, msg string, kv ...any) {
+	log.Debugf("client-go: %s%s", msg, keyValues(kv))
+}
+func (s klogSink) Error(err error, msg string, kv ...any) {
+	log.Warningf("client-go: %s: %v%s", msg, err, keyValues(kv))
+}
+func (s klogSink) WithValues(...any) logr.LogSink { return s }
+func (s klogSink) WithName(string) logr.LogSink   { return s }
+
+func keyValues(kv []any) string {
+	var sb strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&sb, " %v=%v", kv[i], kv[i+1])
+	}
+	return sb.String()
 }

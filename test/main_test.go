@@ -226,7 +226,7 @@ func startCorefile(t *testing.T, cp *controlPlane, corefile string) *corednsServ
 			_ = s.cmd.Process.Kill()
 			<-exited
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("E2E_COREDNS_LOG") != "" {
 			t.Logf("CoreDNS log:\n%s", s.log.String())
 		}
 	})
