@@ -80,8 +80,8 @@ type index struct {
 
 	// Writer-side state, guarded by buildMu.
 	buildMu   sync.Mutex
-	services  map[string]*published              // by "namespace/name"
-	perNS     map[string]int                     // published services per namespace
+	services  map[string]*published     // by "namespace/name"
+	perNS     map[string]int            // published services per namespace
 	ptrOwners map[netip.Addr][]ptrOwner // who holds each IP, for its PTRs
 	endpoints int
 }
