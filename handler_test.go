@@ -298,3 +298,17 @@ func TestMatchZone(t *testing.T) {
 		t.Errorf("outside every zone: %q", got)
 	}
 }
+
+func TestANamespaceWithOnlyAnEmptyHeadlessServiceIsNODATA(t *testing.T) {
+	h, _ := newTestPlugin(t, baseCorefile, headlessService("quiet", "idle", true))
+	resp, _ := query(t, h, "quiet.svc.cluster.local.", dns.TypeA)
+	if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 0 || len(resp.Ns) != 1 {
+		t.Fatalf("want NODATA for the namespace, got\n%v", resp)
+	}
+	if resp, _ := query(t, h, "idle.quiet.svc.cluster.local.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
+		t.Fatalf("want NXDOMAIN for the service without endpoints, got\n%v", resp)
+	}
+	if resp, _ := query(t, h, "svc.cluster.local.", dns.TypeA); resp.Rcode != dns.RcodeSuccess {
+		t.Fatalf("want NODATA for svc, got\n%v", resp)
+	}
+}

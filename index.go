@@ -56,7 +56,7 @@ type ptrOwner struct {
 	targets []string // full pod names in the primary zone
 }
 
-// published is the bookkeeping of one published service, for replacing it.
+// published is the bookkeeping of one known service, for replacing it.
 type published struct {
 	namespace string
 	names     []string
@@ -80,8 +80,8 @@ type index struct {
 
 	// Writer-side state, guarded by buildMu.
 	buildMu   sync.Mutex
-	services  map[string]*published     // by "namespace/name"
-	perNS     map[string]int            // published services per namespace
+	services  map[string]*published     // known headless services, by "namespace/name"
+	perNS     map[string]int            // known services per namespace
 	ptrOwners map[netip.Addr][]ptrOwner // who holds each IP, for its PTRs
 	endpoints int
 }
@@ -124,7 +124,8 @@ func (ix *index) soaSerial() uint32 {
 	return s
 }
 
-// counts returns the published services and ready endpoint addresses.
+// counts returns the known headless services and their published ready
+// endpoint addresses.
 func (ix *index) counts() (services, endpoints int) {
 	ix.buildMu.Lock()
 	defer ix.buildMu.Unlock()
@@ -364,12 +365,17 @@ func (ix *index) addressNode(ips []netip.Addr, ttl uint32) *node {
 // non-terminals, PTRs) right.
 func (ix *index) publish(key string, svc *service, sa *serviceAnswers) {
 	old := ix.services[key]
-	if old == nil && sa == nil {
+	if old == nil && svc == nil {
 		return
 	}
+	// A known service counts for the namespace's empty non-terminal even
+	// with no ready endpoint (then it publishes no name of its own).
 	var next *published
+	if svc != nil {
+		next = &published{namespace: svc.namespace}
+	}
 	if sa != nil {
-		next = &published{namespace: svc.namespace, endpoints: sa.endpoints}
+		next.endpoints = sa.endpoints
 		for name := range sa.names {
 			next.names = append(next.names, name)
 		}

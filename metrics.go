@@ -22,7 +22,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "services",
-		Help:      "Headless services that have names published (at least one ready endpoint).",
+		Help:      "Headless services in the index (within the namespaces and labels options).",
 	})
 
 	endpointsGauge = promauto.NewGauge(prometheus.GaugeOpts{

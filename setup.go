@@ -348,7 +348,7 @@ func (h *Headless) start() error {
 		if cache.WaitForCacheSync(ctx.Done(), h.watcher.hasSynced) {
 			h.synced.Store(true)
 			syncedGauge.Set(1)
-			log.Infof("synced: %d headless services with ready endpoints", h.servicesPublished())
+			log.Infof("synced: %d headless services", h.servicesKnown())
 		}
 	}()
 	select {
@@ -366,7 +366,7 @@ func (h *Headless) stop() error {
 	return nil
 }
 
-func (h *Headless) servicesPublished() int {
+func (h *Headless) servicesKnown() int {
 	n, _ := h.index.counts()
 	return n
 }
