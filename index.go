@@ -155,11 +155,16 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 		host string
 		port uint16
 	}
+	type srvEntry struct {
+		key srvKey
+		target
+	}
 	var (
 		serviceIPs []netip.Addr
 		seenIP     = map[netip.Addr]bool{}
 		hosts      = map[string][]netip.Addr{}
 		srvTargets = map[srvKey][]target{}
+		seenSRV    = map[srvEntry]bool{} // keeps big services linear
 	)
 	for _, slice := range endpointSlices {
 		var want func(netip.Addr) bool
@@ -191,10 +196,10 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 					hosts[host] = append(hosts[host], ip)
 				}
 				for _, p := range ports {
-					k := srvKey{p.name, p.proto}
-					t := target{host, p.port}
-					if !slices.Contains(srvTargets[k], t) {
-						srvTargets[k] = append(srvTargets[k], t)
+					e := srvEntry{srvKey{p.name, p.proto}, target{host, p.port}}
+					if !seenSRV[e] {
+						seenSRV[e] = true
+						srvTargets[e.key] = append(srvTargets[e.key], e.target)
 					}
 				}
 			}
