@@ -23,8 +23,18 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	if zone == "" || state.QClass() != dns.ClassINET {
 		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 	}
+	if r.Opcode != dns.OpcodeQuery { // NOTIFY, UPDATE...: this zone takes none
+		return dns.RcodeNotImplemented, nil
+	}
 	if !h.synced.Load() {
 		return dns.RcodeServerFailure, nil
+	}
+	if t := state.QType(); t == dns.TypeAXFR || t == dns.TypeIXFR {
+		// No transfers from here; a plugin behind may offer them.
+		if h.cfg.fall.Through(qname) {
+			return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+		}
+		return dns.RcodeRefused, nil
 	}
 
 	reverse := isReverseZone(zone)

@@ -312,3 +312,27 @@ func TestANamespaceWithOnlyAnEmptyHeadlessServiceIsNODATA(t *testing.T) {
 		t.Fatalf("want NODATA for svc, got\n%v", resp)
 	}
 }
+
+func TestOnlyQueriesAreAnswered(t *testing.T) {
+	h, _ := newTestPlugin(t, baseCorefile, seedObjects()...)
+	for _, tc := range []struct {
+		name   string
+		opcode int
+		qtype  uint16
+		want   int
+	}{
+		{"UPDATE is not implemented", dns.OpcodeUpdate, dns.TypeSOA, dns.RcodeNotImplemented},
+		{"NOTIFY is not implemented", dns.OpcodeNotify, dns.TypeSOA, dns.RcodeNotImplemented},
+		{"AXFR is refused", dns.OpcodeQuery, dns.TypeAXFR, dns.RcodeRefused},
+		{"IXFR is refused", dns.OpcodeQuery, dns.TypeIXFR, dns.RcodeRefused},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := new(dns.Msg)
+			m.SetQuestion("cluster.local.", tc.qtype)
+			m.Opcode = tc.opcode
+			if resp, rcode := exchange(t, h, m, true); resp != nil || rcode != tc.want {
+				t.Fatalf("rcode %s, reply %v; want %s", dns.RcodeToString[rcode], resp, dns.RcodeToString[tc.want])
+			}
+		})
+	}
+}
