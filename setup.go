@@ -16,7 +16,6 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
-	"github.com/miekg/dns"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -152,9 +151,16 @@ func (cfg *config) parseZones(c *caddy.Controller) error {
 	return nil
 }
 
-// isReverseZone tells whether zone is in-addr.arpa. or ip6.arpa., or below.
+// isReverseZone tells whether a lower-case zone is in-addr.arpa. or
+// ip6.arpa., or below. It runs on the query path, so it compares strings
+// instead of splitting labels.
 func isReverseZone(zone string) bool {
-	return dns.IsSubDomain("in-addr.arpa.", zone) || dns.IsSubDomain("ip6.arpa.", zone)
+	for _, arpa := range []string{"in-addr.arpa.", "ip6.arpa."} {
+		if zone == arpa || strings.HasSuffix(zone, "."+arpa) {
+			return true
+		}
+	}
+	return false
 }
 
 func (cfg *config) parseOption(c *caddy.Controller, option string, args []string) error {
