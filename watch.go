@@ -43,14 +43,11 @@ type watcher struct {
 	index      *index
 	namespaces map[string]*nsWatch
 	synced     []cache.InformerSynced
-
-	errMu   sync.Mutex
-	lastErr map[string]time.Time // per resource, to log a lost watch once in a while
 }
 
 func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, labelSelector string) *watcher {
-	routeKlog.Do(func() { klog.SetLogger(logr.New(klogSink{})) })
-	w := &watcher{index: ix, namespaces: map[string]*nsWatch{}, lastErr: map[string]time.Time{}}
+	routeKlog.Do(func() { klog.SetLoggerWithOptions(logr.New(klogSink{}), klog.ContextualLogger(true)) })
+	w := &watcher{index: ix, namespaces: map[string]*nsWatch{}}
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
@@ -111,7 +108,7 @@ func (w *watcher) informer(client kubernetes.Interface, lw *cache.ListWatch, exa
 	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(lw, client), example, 0, indexers)
 	// Both only fail once the informer runs, and it has not started yet.
 	_ = inf.SetTransform(transform)
-	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) { w.watchError(resource, err) })
+	_ = inf.SetWatchErrorHandler(func(_ *cache.Reflector, err error) { apiTrouble(resource, err) })
 	reg, _ := inf.AddEventHandler(handler)
 	w.synced = append(w.synced, reg.HasSynced)
 	return inf
@@ -138,21 +135,26 @@ func (w *watcher) hasSynced() bool {
 	return true
 }
 
-// watchError counts a failed list or watch and logs it, at most once a
+// apiTrouble counts a failed list or watch and logs it, at most once a
 // minute per resource: while the API server is away the index keeps
 // answering from what it last knew, and client-go retries with backoff.
-func (w *watcher) watchError(resource string, err error) {
+func apiTrouble(resource string, err any) {
 	watchErrors.WithLabelValues(resource).Inc()
-	w.errMu.Lock()
-	quiet := time.Since(w.lastErr[resource]) < time.Minute
+	troubleMu.Lock()
+	quiet := time.Since(lastTrouble[resource]) < time.Minute
 	if !quiet {
-		w.lastErr[resource] = time.Now()
+		lastTrouble[resource] = time.Now()
 	}
-	w.errMu.Unlock()
+	troubleMu.Unlock()
 	if !quiet {
 		log.Warningf("watching %s: %v (answering from the last known state while retrying)", resource, err)
 	}
 }
+
+var (
+	troubleMu   sync.Mutex
+	lastTrouble = map[string]time.Time{}
+)
 
 func (w *watcher) serviceChanged(obj any) {
 	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
@@ -315,23 +317,51 @@ func slimSlice(obj any) (any, error) {
 }
 
 // klogSink routes client-go's klog output into CoreDNS's log for this
-// plugin: errors as warnings, the reflector's chatter (a watch that ended,
-// a relist) only with the debug plugin. watchError already reports a lost
-// API server, once a minute.
+// plugin. A reflector retrying a failed watch says so only as information
+// (it never reaches the watch error handler); those go to apiTrouble, so
+// they are counted and logged once a minute. Other errors are warnings and
+// the rest of the chatter shows only with the debug plugin.
 type klogSink struct{}
 
 var routeKlog sync.Once
 
 func (klogSink) Init(logr.RuntimeInfo)  {}
-func (klogSink) Enabled(level int) bool { return level == 0 }
-func (s klogSink) Info(_ int, msg string, kv ...any) {
-	log.Debugf("client-go: %s%s", msg, keyValues(kv))
+func (klogSink) Enabled(level int) bool { return level <= 2 }
+func (klogSink) Info(level int, msg string, kv ...any) {
+	if msg == "watch-list failed - backing off" || strings.HasPrefix(msg, "Warning: watch ended with error") {
+		apiTrouble(resourceOf(kv), value(kv, "err"))
+		return
+	}
+	if level == 0 {
+		log.Debugf("client-go: %s%s", msg, keyValues(kv))
+	}
 }
-func (s klogSink) Error(err error, msg string, kv ...any) {
+func (klogSink) Error(err error, msg string, kv ...any) {
 	log.Warningf("client-go: %s: %v%s", msg, err, keyValues(kv))
 }
 func (s klogSink) WithValues(...any) logr.LogSink { return s }
 func (s klogSink) WithName(string) logr.LogSink   { return s }
+
+// resourceOf names the resource of a reflector's message ("*v1.Service").
+func resourceOf(kv []any) string {
+	switch t := fmt.Sprint(value(kv, "type")); t {
+	case "*v1.Service":
+		return "services"
+	case "*v1.EndpointSlice":
+		return "endpointslices"
+	default:
+		return t
+	}
+}
+
+func value(kv []any, key string) any {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i] == key {
+			return kv[i+1]
+		}
+	}
+	return nil
+}
 
 func keyValues(kv []any) string {
 	var sb strings.Builder
