@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -295,7 +296,8 @@ func (cfg *config) kubeconfigClientConfig() clientcmd.ClientConfig {
 }
 
 // restConfig picks the API server connection: kubeconfig wins over endpoint,
-// and with neither the pod's in-cluster service account is used.
+// and with neither the pod's in-cluster service account is used (outside a
+// cluster, the file KUBECONFIG names).
 func (cfg *config) restConfig() (*rest.Config, error) {
 	var rc *rest.Config
 	var err error
@@ -307,7 +309,16 @@ func (cfg *config) restConfig() (*rest.Config, error) {
 	default:
 		rc, err = rest.InClusterConfig()
 		if errors.Is(err, rest.ErrNotInCluster) {
-			err = fmt.Errorf("not running in a cluster: give kubeconfig or endpoint (%w)", err)
+			// Outside a cluster, a KUBECONFIG in the environment is what
+			// kubectl would use; without one there is nothing to guess.
+			if path := os.Getenv("KUBECONFIG"); path != "" {
+				rc, err = clientcmd.BuildConfigFromFlags("", path)
+				if err != nil {
+					err = fmt.Errorf("not running in a cluster, and KUBECONFIG %q: %w", path, err)
+				}
+			} else {
+				err = fmt.Errorf("not running in a cluster: give kubeconfig or endpoint (%w)", err)
+			}
 		}
 	}
 	if err != nil {

@@ -184,8 +184,26 @@ func TestSetupFailsWithThePluginsName(t *testing.T) {
 	}
 	// Outside a cluster, with neither kubeconfig nor endpoint, start-up says what is missing.
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBECONFIG", "")
 	err = setup(testController("headless cluster.local"))
 	if err == nil || !strings.Contains(err.Error(), "give kubeconfig or endpoint") {
 		t.Fatalf("setup error %v", err)
+	}
+}
+
+func TestOutsideAClusterKUBECONFIGIsUsed(t *testing.T) {
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBECONFIG", writeKubeconfig(t))
+	cfg, err := parse(testController("headless cluster.local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := cfg.restConfig()
+	if err != nil || rc.Host != "https://127.0.0.1:6443" {
+		t.Fatalf("rest config %v, %v", rc, err)
+	}
+	t.Setenv("KUBECONFIG", "/nonexistent")
+	if _, err := cfg.restConfig(); err == nil || !strings.Contains(err.Error(), `KUBECONFIG "/nonexistent"`) {
+		t.Fatalf("error %v", err)
 	}
 }
