@@ -28,19 +28,22 @@ func benchWorld() []runtime.Object {
 	return objects
 }
 
+// benchQueries are the questions both ServeDNS benchmarks ask of benchWorld.
+var benchQueries = []struct {
+	name  string
+	qname string
+	qtype uint16
+}{
+	{"service_A", "svc-500.default.svc.cluster.local.", dns.TypeA},
+	{"pod_A", "svc-500-1.svc-500.default.svc.cluster.local.", dns.TypeA},
+	{"SRV", "_cql._tcp.svc-500.default.svc.cluster.local.", dns.TypeSRV},
+	{"PTR", "2.0.102.10.in-addr.arpa.", dns.TypePTR},
+	{"NXDOMAIN", "nosuch.default.svc.cluster.local.", dns.TypeA},
+}
+
 func BenchmarkServeDNS(b *testing.B) {
 	h, _ := newTestPlugin(b, "headless cluster.local in-addr.arpa", benchWorld()...)
-	for _, bc := range []struct {
-		name  string
-		qname string
-		qtype uint16
-	}{
-		{"service_A", "svc-500.default.svc.cluster.local.", dns.TypeA},
-		{"pod_A", "svc-500-1.svc-500.default.svc.cluster.local.", dns.TypeA},
-		{"SRV", "_cql._tcp.svc-500.default.svc.cluster.local.", dns.TypeSRV},
-		{"PTR", "2.0.102.10.in-addr.arpa.", dns.TypePTR},
-		{"NXDOMAIN", "nosuch.default.svc.cluster.local.", dns.TypeA},
-	} {
+	for _, bc := range benchQueries {
 		b.Run(bc.name, func(b *testing.B) {
 			m := new(dns.Msg)
 			m.SetQuestion(bc.qname, bc.qtype)

@@ -100,17 +100,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	h, _ := newTestPlugin(b, "headless cluster.local in-addr.arpa", world...)
 	k := kubernetes.New([]string{"cluster.local.", "in-addr.arpa."})
 	k.APIConn = newKubernetesIndex(world)
-	for _, q := range []struct {
-		name  string
-		qname string
-		qtype uint16
-	}{
-		{"service_A", "svc-500.default.svc.cluster.local.", dns.TypeA},
-		{"pod_A", "svc-500-1.svc-500.default.svc.cluster.local.", dns.TypeA},
-		{"SRV", "_cql._tcp.svc-500.default.svc.cluster.local.", dns.TypeSRV},
-		{"PTR", "2.0.102.10.in-addr.arpa.", dns.TypePTR},
-		{"NXDOMAIN", "nosuch.default.svc.cluster.local.", dns.TypeA},
-	} {
+	for _, q := range benchQueries {
 		for _, p := range []struct {
 			name    string
 			handler interface {

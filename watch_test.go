@@ -143,12 +143,14 @@ func TestProgrammingDurationIsMeasuredForBothKinds(t *testing.T) {
 	})
 }
 
-func histogramCount(kind string) uint64 {
+func histogramCount(kind string) uint64 { return histogram(kind).GetSampleCount() }
+
+func histogram(kind string) *dto.Histogram {
 	m := &dto.Metric{}
 	if err := programmingDuration.WithLabelValues(kind).(prometheus.Metric).Write(m); err != nil {
-		return 0
+		return nil
 	}
-	return m.GetHistogram().GetSampleCount()
+	return m.GetHistogram()
 }
 
 func TestGaugesCountPublishedServicesAndEndpoints(t *testing.T) {
@@ -235,13 +237,7 @@ func TestTheInitialListIsNotAProgrammingDelay(t *testing.T) {
 	}
 }
 
-func histogramSum(kind string) float64 {
-	m := &dto.Metric{}
-	if err := programmingDuration.WithLabelValues(kind).(prometheus.Metric).Write(m); err != nil {
-		return 0
-	}
-	return m.GetHistogram().GetSampleSum()
-}
+func histogramSum(kind string) float64 { return histogram(kind).GetSampleSum() }
 
 func TestAnUnreachableAPIServerIsCountedAndNeverSynced(t *testing.T) {
 	cfg, err := parse(testController("headless cluster.local {\n endpoint http://127.0.0.1:1\n startup_timeout 100ms\n}"))
