@@ -42,11 +42,10 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	var n *node
 	switch {
 	case rel == "":
-		// The apex exists; it holds the SOA, and nothing else of ours.
 		if state.QType() != dns.TypeSOA && h.cfg.fall.Through(qname) {
 			return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 		}
-		n = &node{}
+		n = apex
 	case reverse:
 		n = h.index.lookupReverse(qname)
 	default:
@@ -86,6 +85,9 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	}
 	return dns.RcodeSuccess, nil
 }
+
+// apex is the zone apex: it exists, and holds nothing but the SOA.
+var apex = &node{}
 
 // Name implements plugin.Handler.
 func (h *Headless) Name() string { return pluginName }
