@@ -30,12 +30,26 @@ step "building the custom CoreDNS with the headless plugin (bin/coredns; a first
 (cd "$root" && go build -o "$bin/coredns" ./cmd/coredns)
 (cd "$root/test" && go build -o "$bin/kube-apply" ./kube-apply)
 
+# A demo killed without a chance to clean up (kill -9) leaves its processes
+# behind: stop them before starting again.
+for pidfile in "$state"/*.pid; do
+	[ -e "$pidfile" ] || continue
+	pid="$(cat "$pidfile")"
+	if [ -n "$pid" ] && grep -qa -e kube-testenv -e coredns "/proc/$pid/cmdline" 2>/dev/null; then
+		echo "stopping the previous demo's $(basename "$pidfile" .pid) (pid $pid)" >&2
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	fi
+	rm -f "$pidfile"
+done
+
 pids=()
 cleanup() {
 	trap - EXIT INT TERM
 	printf '\nstopping CoreDNS and the control plane...\n' >&2
 	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	rm -f "$state"/*.pid
 	echo "stopped" >&2
 }
 trap cleanup EXIT
@@ -43,8 +57,15 @@ trap 'exit 0' INT TERM
 
 step "starting kube-apiserver and etcd (state in .demo/)"
 rm -f "$state/kubeconfig.path"
-"$testenv" -dir "$state/control-plane" -watch-stdin=false >"$state/kubeconfig.path" 2>"$state/kube-testenv.err" </dev/null &
+# kube-testenv stops when its stdin closes: this script holds the only
+# writer of that pipe, so the control plane ends with the script, however
+# the script ends.
+keepalive="$state/keepalive"
+rm -f "$keepalive" && mkfifo "$keepalive"
+exec 9<>"$keepalive"
+"$testenv" -dir "$state/control-plane" >"$state/kubeconfig.path" 2>"$state/kube-testenv.err" <"$keepalive" 9>&- &
 pids+=($!)
+echo "${pids[0]}" >"$state/kube-testenv.pid"
 for _ in $(seq 1 600); do
 	[ -s "$state/kubeconfig.path" ] && break
 	if ! kill -0 "${pids[0]}" 2>/dev/null; then
@@ -73,8 +94,9 @@ cat >"$state/Corefile" <<COREFILE
 COREFILE
 
 step "starting CoreDNS on 127.0.0.1:$port (Corefile: .demo/Corefile, log: .demo/coredns.log)"
-"$bin/coredns" -conf "$state/Corefile" >"$state/coredns.log" 2>&1 </dev/null &
+"$bin/coredns" -conf "$state/Corefile" >"$state/coredns.log" 2>&1 </dev/null 9>&- &
 pids+=($!)
+echo "${pids[1]}" >"$state/coredns.pid"
 q() { dig @127.0.0.1 -p "$port" +time=1 +tries=1 "$@"; }
 for _ in $(seq 1 300); do
 	q +short cassandra.default.svc.cluster.local >/dev/null 2>&1 && [ -n "$(q +short cassandra.default.svc.cluster.local)" ] && break
