@@ -35,6 +35,14 @@ COMPARE_NAMES="${COMPARE_NAMES:-0}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
 
+missing=()
+for tool in curl jq; do
+	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+if ((${#missing[@]})) && [ "$(id -u)" = 0 ]; then
+	echo "bench.sh: installing ${missing[*]}" >&2
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 for tool in go curl jq; do
 	if ! command -v "$tool" >/dev/null 2>&1; then
 		echo "bench.sh: needs $tool" >&2
