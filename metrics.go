@@ -32,6 +32,15 @@ var (
 		Help:      "Ready endpoint addresses published, counted once per service.",
 	})
 
+	// slicesGauge shows that only slices that can belong to a headless
+	// Service are held: ClusterIP Services' slices never are.
+	slicesGauge = promauto.NewGauge(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "endpointslices",
+		Help:      "EndpointSlices held in memory: headless-labelled ones and those not managed by the endpointslice controller.",
+	})
+
 	syncedGauge = promauto.NewGauge(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,

@@ -380,6 +380,7 @@ func (h *Headless) stop() error {
 	if h.cancel != nil {
 		h.cancel()
 	}
+	h.watcher.forget()
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -43,6 +44,7 @@ type watcher struct {
 	index      *index
 	namespaces map[string]*nsWatch
 	synced     []cache.InformerSynced
+	slicesHeld atomic.Int64 // this watcher's part of slicesGauge
 }
 
 func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, labelSelector string) *watcher {
@@ -83,9 +85,17 @@ func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, lab
 				},
 			}, &discovery.EndpointSlice{}, slimSlice, cache.Indexers{byService: sliceService}, "endpointslices",
 				cache.ResourceEventHandlerFuncs{
-					AddFunc:    func(obj any) { w.sliceChanged(nil, obj) },
+					AddFunc: func(obj any) {
+						w.slicesHeld.Add(1)
+						slicesGauge.Inc()
+						w.sliceChanged(nil, obj)
+					},
 					UpdateFunc: w.sliceChanged,
-					DeleteFunc: func(obj any) { w.sliceChanged(obj, nil) },
+					DeleteFunc: func(obj any) {
+						w.slicesHeld.Add(-1)
+						slicesGauge.Dec()
+						w.sliceChanged(obj, nil)
+					},
 				}))
 		}
 		w.namespaces[ns] = nw
@@ -123,6 +133,10 @@ func (w *watcher) run(ctx context.Context) {
 		}
 	}
 }
+
+// forget takes this watcher's slices out of the gauge once it has stopped
+// (on reload a new watcher counts them again).
+func (w *watcher) forget() { slicesGauge.Sub(float64(w.slicesHeld.Swap(0))) }
 
 // hasSynced reports whether every informer has listed and every event of
 // that list has reached the index.

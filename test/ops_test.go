@@ -120,6 +120,18 @@ func TestMetrics(t *testing.T) {
 	ns := newNamespace(t, env.cp, "metrics")
 	createService(t, c, ns, "with", true)
 	createService(t, c, ns, "without", false)
+	// A ClusterIP service's slice, as the endpointslice controller labels it:
+	// the plugin must never hold it.
+	_, err := c.CoreV1().Services(ns).Create(context.Background(), &core.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "regular", Namespace: ns},
+		Spec:       core.ServiceSpec{Ports: []core.ServicePort{{Name: "http", Port: 80}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	regular := newSlice(ns, "regular-1", "regular", discovery.AddressTypeIPv4, nil, endpoint("", "10.7.1.1"))
+	delete(regular.Labels, "service.kubernetes.io/headless")
+	createSlice(t, c, regular)
 	s := startCoreDNS(t, env.cp, namespacedBlock(ns, ""))
 	for _, name := range []string{"with", "without"} {
 		slice := newSlice(ns, name+"-1", name, discovery.AddressTypeIPv4, nil, endpoint("", "10.7.0.1"), endpoint("", "10.7.0.2"))
@@ -140,6 +152,7 @@ func TestMetrics(t *testing.T) {
 			"coredns_headless_services 2",
 			"coredns_headless_endpoints 4",
 			"coredns_headless_synced 1",
+			"coredns_headless_endpointslices 2", // not the ClusterIP service's
 		} {
 			if !strings.Contains(text, want+"\n") {
 				return &missingMetric{want}
