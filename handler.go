@@ -45,7 +45,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		if state.QType() != dns.TypeSOA && h.cfg.fall.Through(qname) {
 			return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 		}
-		n = apex
+		n = emptyNonTerminal // the apex exists, and holds only the SOA
 	case reverse:
 		n = h.index.lookupReverse(qname)
 	default:
@@ -85,9 +85,6 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	}
 	return dns.RcodeSuccess, nil
 }
-
-// apex is the zone apex: it exists, and holds nothing but the SOA.
-var apex = &node{}
 
 // Name implements plugin.Handler.
 func (h *Headless) Name() string { return pluginName }

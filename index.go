@@ -28,6 +28,10 @@ type node struct {
 	ptr  []dns.PTR
 }
 
+// emptyNonTerminal is every name that exists only for the names below it:
+// svc, a namespace, a service's _tcp. One node serves them all.
+var emptyNonTerminal = &node{}
+
 // srvSet is an SRV RRset and its glue, for one forward zone: targets and
 // glue owner names are complete names in that zone.
 type srvSet struct {
@@ -239,6 +243,8 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 		weight := uint16(max(1, 100/len(targets)))
 		for z := range ix.zones {
 			set := &n.srv[z]
+			set.srv = make([]dns.SRV, 0, len(targets))
+			set.a = make([]dns.A, 0, len(targets))
 			glued := map[string]bool{}
 			for _, t := range targets {
 				name := fqdns[z][t.host]
@@ -263,7 +269,7 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 		}
 		sa.names["_"+k.name+"._"+k.proto+"."+svcName] = n
 		if _, ok := sa.names["_"+k.proto+"."+svcName]; !ok {
-			sa.names["_"+k.proto+"."+svcName] = &node{} // empty non-terminal
+			sa.names["_"+k.proto+"."+svcName] = emptyNonTerminal
 		}
 	}
 	for ip := range sa.ptr {
@@ -342,7 +348,19 @@ func ipLabel(ip netip.Addr) string {
 func (ix *index) addressNode(ips []netip.Addr, ttl uint32) *node {
 	sorted := slices.Clone(ips)
 	slices.SortFunc(sorted, netip.Addr.Compare)
+	v4 := 0
+	for _, ip := range sorted {
+		if ip.Is4() {
+			v4++
+		}
+	}
 	n := &node{}
+	if v4 > 0 {
+		n.a = make([]dns.A, 0, v4)
+	}
+	if v4 < len(sorted) {
+		n.aaaa = make([]dns.AAAA, 0, len(sorted)-v4)
+	}
 	// One backing array for every address of the node, not one each.
 	raw := make([]byte, 0, 16*len(sorted))
 	for _, ip := range sorted {
@@ -450,7 +468,7 @@ func (ix *index) publish(key string, svc *service, sa *serviceAnswers) {
 		if !exists {
 			delete(ix.names, name)
 		} else if ix.names[name] == nil {
-			ix.names[name] = &node{}
+			ix.names[name] = emptyNonTerminal
 		}
 	}
 	for name, n := range reverse {
