@@ -5,6 +5,13 @@
 # then stays up until Ctrl-C.
 set -euo pipefail
 
+# stop_ticker ends the "still building" reporter and its sleep, quietly.
+stop_ticker() {
+	pkill -P "$ticker" 2>/dev/null || true
+	kill "$ticker" 2>/dev/null || true
+	wait "$ticker" 2>/dev/null || true
+}
+
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 port="${DEMO_PORT:-1053}"
 state="$root/.demo"
@@ -27,8 +34,12 @@ step "building the local control plane, kube-testenv (the first build takes 5-8 
 testenv="$(bash "$root/test/testenv.sh")"
 
 step "building the custom CoreDNS with the headless plugin (bin/coredns; a first build takes a few minutes)"
+started=$SECONDS
+(while sleep 20; do echo "  ... still building CoreDNS ($((SECONDS - started))s)" >&3; done) 3>&2 2>/dev/null >/dev/null &
+ticker=$!
 (cd "$root" && go build -o "$bin/coredns" ./cmd/coredns)
 (cd "$root/test" && go build -o "$bin/kube-apply" ./kube-apply)
+stop_ticker
 
 # A demo killed without a chance to clean up (kill -9) leaves its processes
 # behind: stop them before starting again.

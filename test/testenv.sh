@@ -7,6 +7,13 @@
 # test/kube-testenv, `go version` and the ldflags.
 set -euo pipefail
 
+# stop_ticker ends the "still building" reporter and its sleep, quietly.
+stop_ticker() {
+	pkill -P "$ticker" 2>/dev/null || true
+	kill "$ticker" 2>/dev/null || true
+	wait "$ticker" 2>/dev/null || true
+}
+
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="$here/kube-testenv"
 
@@ -52,7 +59,12 @@ if [[ ! -x "$bin" ]]; then
 	tmp="$bin.tmp.$$"
 	trap 'rm -f "$tmp"' EXIT
 	start=$SECONDS
+	# A cold build is long and silent: say every 20s that it is still going.
+	(while sleep 20; do echo "  ... still building kube-testenv ($((SECONDS - start))s)" >&3; done) 3>&2 2>/dev/null >/dev/null 9>&- &
+	ticker=$!
+	trap 'stop_ticker; rm -f "$tmp"' EXIT
 	(cd "$here" && go build -buildvcs=false -ldflags "$ldflags" -o "$tmp" ./kube-testenv)
+	stop_ticker
 	mv -f "$tmp" "$bin"
 	trap - EXIT
 	echo "built $bin in $((SECONDS - start))s" >&2
