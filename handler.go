@@ -153,15 +153,13 @@ func (h *Headless) soa(zone string) *dns.SOA {
 	}
 }
 
-// fit makes a UDP reply fit the client's buffer (512 bytes, or its EDNS0
-// size). Glue goes first and does not set TC (RFC 2181 §9); only when answer
-// records must go is TC set. TCP replies stay complete.
+// fit makes a reply fit the client's buffer: over UDP 512 bytes or its EDNS0
+// size, over TCP the largest message there is. Glue goes first and does not
+// set TC (RFC 2181 §9); only when answer records must go is TC set. So TCP
+// replies are complete unless a service has more addresses than 64 KiB holds.
 func fit(state request.Request, m *dns.Msg) {
-	if state.Proto() != "udp" {
-		return
-	}
 	state.SizeAndDo(m)
-	size := state.Size()
+	size := state.Size() // over TCP the 65535 bytes a message can hold at all
 	m.Compress = false
 	if m.Len() <= size { // the common case costs no compression map
 		return

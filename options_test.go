@@ -200,7 +200,7 @@ func TestANameHeldBySeveralEndpointsAnswersAllTheirIPs(t *testing.T) {
 func bigService(n int) []runtime.Object {
 	var eps []discovery.Endpoint
 	for i := range n {
-		eps = append(eps, endpoint(fmt.Sprintf("a-rather-long-stateful-pod-name-%03d", i), fmt.Sprintf("10.2.%d.%d", i/250, i%250+1)))
+		eps = append(eps, endpoint(fmt.Sprintf("a-rather-long-stateful-pod-name-%04d", i), fmt.Sprintf("10.2.%d.%d", i/250, i%250+1)))
 	}
 	return []runtime.Object{
 		headlessService("default", "big", true),
@@ -208,7 +208,7 @@ func bigService(n int) []runtime.Object {
 	}
 }
 
-func TestUDPTruncation(t *testing.T) {
+func TestTruncation(t *testing.T) {
 	tests := []struct {
 		name        string
 		pods        int
@@ -227,6 +227,8 @@ func TestUDPTruncation(t *testing.T) {
 		{"SRV glue that does not fit is dropped without TC", 5, "_http._tcp.big.default.svc.cluster.local.", dns.TypeSRV, 0, false, false, 5, false},
 		{"SRV answers that do not fit set TC", 40, "_http._tcp.big.default.svc.cluster.local.", dns.TypeSRV, 0, false, true, -1, false},
 		{"SRV over TCP keeps all glue", 40, "_http._tcp.big.default.svc.cluster.local.", dns.TypeSRV, 0, true, false, 40, true},
+		{"TCP drops glue past 64 KiB, without TC", 600, "_http._tcp.big.default.svc.cluster.local.", dns.TypeSRV, 0, true, false, 600, false},
+		{"TCP sets TC past 64 KiB of answers", 5000, "big.default.svc.cluster.local.", dns.TypeA, 0, true, true, -1, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,7 +264,13 @@ func TestUDPTruncation(t *testing.T) {
 			if tt.bufsize > 0 {
 				limit = int(tt.bufsize)
 			}
-			if !tt.tcp && resp.Len() > limit {
+			if tt.tcp {
+				limit = dns.MaxMsgSize
+			}
+			if _, err := resp.Pack(); err != nil {
+				t.Errorf("reply does not pack: %v", err)
+			}
+			if resp.Len() > limit {
 				t.Errorf("reply is %d bytes, over the %d the client can take", resp.Len(), limit)
 			}
 		})
