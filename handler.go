@@ -63,7 +63,9 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	case n == nil:
 		m.Rcode = dns.RcodeNameError
 	case rel == "" && state.QType() == dns.TypeSOA:
-		m.Answer = []dns.RR{h.soa(zone)}
+		soa := h.soa(zone)
+		soa.Hdr.Name = owner
+		m.Answer = []dns.RR{soa}
 	case state.QType() == dns.TypeA && len(n.a) > 0:
 		m.Answer = appendRecords(nil, n.a, owner)
 	case state.QType() == dns.TypeAAAA && len(n.aaaa) > 0:
@@ -93,6 +95,10 @@ func (h *Headless) Name() string { return pluginName }
 // lower case and fully qualified. Unlike plugin.Zones.Matches it splits no
 // labels, so it allocates nothing on the query path.
 func matchZone(zones []string, qname string) string {
+	if strings.IndexByte(qname, '\\') >= 0 {
+		// Escaped dots make labels that plain suffixes misread.
+		return plugin.Zones(zones).Matches(qname)
+	}
 	best := ""
 	for _, z := range zones {
 		if len(z) <= len(best) || len(z) > len(qname) {
@@ -118,8 +124,9 @@ func relativeName(qname, zone string) string {
 	}
 }
 
-// appendRecords copies record templates, so nothing downstream can change
-// the index, and gives them the owner name (unless owner is empty: glue is
+// appendRecords copies record templates, so a plugin downstream that
+// rewrites names or TTLs cannot change the index (addresses stay shared, read
+// only), and gives them the owner name (unless owner is empty: glue is
 // complete already).
 func appendRecords[T any, P interface {
 	*T
@@ -174,15 +181,29 @@ func fit(state request.Request, m *dns.Msg) {
 		opt = []dns.RR{o}
 		glue = slices.DeleteFunc(slices.Clone(glue), func(rr dns.RR) bool { return rr == dns.RR(o) })
 	}
-	// Smallest glue count that no longer fits; keep one fewer.
-	tooMany := sort.Search(len(glue)+1, func(k int) bool {
+	// Glue goes whole RRsets at a time (RFC 2181 §9): cut only where the
+	// owner or type changes. Find the first cut that no longer fits.
+	cuts := []int{0}
+	for i := 1; i <= len(glue); i++ {
+		if i == len(glue) || !sameRRset(glue[i-1], glue[i]) {
+			cuts = append(cuts, i)
+		}
+	}
+	tooMany := sort.Search(len(cuts), func(c int) bool {
+		k := cuts[c]
 		m.Extra = append(glue[:k:k], opt...)
 		return m.Len() > size
 	})
 	if tooMany > 0 {
-		m.Extra = append(glue[:tooMany-1:tooMany-1], opt...)
+		k := cuts[tooMany-1]
+		m.Extra = append(glue[:k:k], opt...)
 		return
 	}
 	m.Extra = opt
 	m.Truncate(size) // drops answers, and sets TC
+}
+
+func sameRRset(a, b dns.RR) bool {
+	ha, hb := a.Header(), b.Header()
+	return ha.Rrtype == hb.Rrtype && ha.Class == hb.Class && strings.EqualFold(ha.Name, hb.Name)
 }

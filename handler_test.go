@@ -336,3 +336,19 @@ func TestOnlyQueriesAreAnswered(t *testing.T) {
 		})
 	}
 }
+
+func TestEscapedDotsDoNotFoolZoneMatching(t *testing.T) {
+	h, _ := newTestPlugin(t, "headless cluster.local", seedObjects()...)
+	// Labels "a.cluster" and "local": the name is under local., not cluster.local.
+	if resp, rcode := query(t, h, `a\.cluster.local.`, dns.TypeA); resp != nil || rcode != dns.RcodeNameError {
+		t.Fatalf("answered a name outside the zone: %v", resp)
+	}
+}
+
+func TestApexSOAKeepsTheQuestionsLetterCase(t *testing.T) {
+	h, _ := newTestPlugin(t, baseCorefile, seedObjects()...)
+	resp, _ := query(t, h, "ClUsTeR.LoCaL.", dns.TypeSOA)
+	if len(resp.Answer) != 1 || resp.Answer[0].Header().Name != "ClUsTeR.LoCaL." {
+		t.Fatalf("answer %v", resp.Answer)
+	}
+}

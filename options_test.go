@@ -276,3 +276,30 @@ func TestTruncation(t *testing.T) {
 		})
 	}
 }
+
+func TestGlueIsDroppedWholeRRsetsAtATime(t *testing.T) {
+	var eps []discovery.Endpoint
+	for i := range 6 {
+		for j := range 3 {
+			eps = append(eps, endpoint(fmt.Sprintf("h%d", i), fmt.Sprintf("10.4.%d.%d", i, j+1)))
+		}
+	}
+	h, _ := newTestPlugin(t, "headless cluster.local", headlessService("default", "multi", false),
+		handKept("default", "multi-1", "multi", discovery.AddressTypeIPv4, ports(port("http", 80, core.ProtocolTCP)), eps...))
+	resp, _ := query(t, h, "_http._tcp.multi.default.svc.cluster.local.", dns.TypeSRV)
+	if resp.Truncated || len(resp.Answer) != 6 {
+		t.Fatalf("TC %v with %d answers", resp.Truncated, len(resp.Answer))
+	}
+	perOwner := map[string]int{}
+	for _, rr := range resp.Extra {
+		perOwner[rr.Header().Name]++
+	}
+	if len(resp.Extra) == 18 {
+		t.Fatal("all glue fit: the test needs a smaller buffer")
+	}
+	for owner, n := range perOwner {
+		if n != 3 {
+			t.Errorf("glue for %s has %d of its 3 A records", owner, n)
+		}
+	}
+}
