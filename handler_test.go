@@ -5,6 +5,7 @@ import (
 
 	"github.com/coredns/coredns/plugin/test"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	core "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -262,7 +263,13 @@ func TestServfailBeforeFirstSync(t *testing.T) {
 	if h.Ready() {
 		t.Error("Ready before sync")
 	}
+	if got := testutil.ToFloat64(syncedGauge); got != 0 {
+		t.Errorf("synced gauge %v before sync", got)
+	}
 	h.synced.Store(true)
+	if got := testutil.ToFloat64(syncedGauge); got != 1 {
+		t.Errorf("synced gauge %v after sync", got)
+	}
 	if resp, _ := query(t, h, "cassandra.default.svc.cluster.local.", dns.TypeA); resp == nil || len(resp.Answer) != 3 {
 		t.Errorf("after sync: %v", resp)
 	}

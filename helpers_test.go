@@ -33,6 +33,8 @@ func newTestPlugin(t testing.TB, corefile string, objects ...runtime.Object) (*H
 	h.watcher.run(ctx)
 	waitFor(t, "informers to sync", h.watcher.hasSynced)
 	h.synced.Store(true)
+	instances.add(h) // as start does, for the gauges
+	t.Cleanup(func() { instances.remove(h) })
 	return h, client
 }
 

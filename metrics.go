@@ -1,6 +1,8 @@
 package headless
 
 import (
+	"sync"
+
 	"github.com/coredns/coredns/plugin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -18,19 +20,19 @@ var (
 		Buckets:   prometheus.ExponentialBuckets(0.001, 2, 20),
 	}, []string{"service_kind"})
 
-	servicesGauge = promauto.NewGauge(prometheus.GaugeOpts{
+	servicesGauge = promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "services",
 		Help:      "Headless services in the index (within the namespaces and labels options).",
-	})
+	}, func() float64 { return sumInstances(func(h *Headless) int { s, _ := h.index.counts(); return s }) })
 
-	endpointsGauge = promauto.NewGauge(prometheus.GaugeOpts{
+	endpointsGauge = promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "endpoints",
 		Help:      "Ready endpoint addresses published, counted once per service.",
-	})
+	}, func() float64 { return sumInstances(func(h *Headless) int { _, e := h.index.counts(); return e }) })
 
 	// slicesGauge shows that only slices that can belong to a headless
 	// Service are held: ClusterIP Services' slices never are.
@@ -41,11 +43,22 @@ var (
 		Help:      "EndpointSlices held in memory: headless-labelled ones and those not managed by the endpointslice controller.",
 	})
 
-	syncedGauge = promauto.NewGauge(prometheus.GaugeOpts{
+	syncedGauge = promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "synced",
-		Help:      "1 once every informer has synced and the index is complete, else 0 (names in the zones get SERVFAIL).",
+		Help:      "1 once every running instance's informers have synced and its index is complete, else 0 (names in its zones get SERVFAIL).",
+	}, func() float64 {
+		unsynced := sumInstances(func(h *Headless) int {
+			if h.synced.Load() {
+				return 0
+			}
+			return 1
+		})
+		if unsynced > 0 || len(instances.running()) == 0 {
+			return 0
+		}
+		return 1
 	})
 
 	watchErrors = promauto.NewCounterVec(prometheus.CounterOpts{
@@ -62,3 +75,41 @@ var (
 		Help:      "Unix time the index last processed a change from the API server.",
 	})
 )
+
+func init() {
+	// Both kinds exist from the start, so a dashboard sees an empty series
+	// rather than none until the first change of each kind.
+	for _, kind := range []string{"headless_with_selector", "headless_without_selector"} {
+		programmingDuration.WithLabelValues(kind)
+	}
+}
+
+// instances are the running plugins (one per server block that has a
+// headless stanza, two for a moment during a reload): the gauges add them up.
+var instances = &registry{set: map[*Headless]bool{}}
+
+type registry struct {
+	mu  sync.Mutex
+	set map[*Headless]bool
+}
+
+func (r *registry) add(h *Headless)    { r.mu.Lock(); r.set[h] = true; r.mu.Unlock() }
+func (r *registry) remove(h *Headless) { r.mu.Lock(); delete(r.set, h); r.mu.Unlock() }
+
+func (r *registry) running() []*Headless {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]*Headless, 0, len(r.set))
+	for h := range r.set {
+		out = append(out, h)
+	}
+	return out
+}
+
+func sumInstances(count func(*Headless) int) float64 {
+	total := 0
+	for _, h := range instances.running() {
+		total += count(h)
+	}
+	return float64(total)
+}

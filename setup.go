@@ -62,6 +62,7 @@ type config struct {
 	labels           string   // a Service label selector, applied by the API server
 	endpointPodNames bool
 	ttl              ttls
+	ttlKinds         map[string]bool // kinds given their own ttl line
 	startupTimeout   time.Duration
 	fall             fall.F
 }
@@ -270,22 +271,29 @@ func (cfg *config) parseTTL(c *caddy.Controller, args []string) error {
 		return c.Errf("ttl: %d is out of range 0-%d", n, maxTTL)
 	}
 	ttl := uint32(n)
-	switch kind {
-	case "":
-		cfg.ttl = ttls{ttl, ttl, ttl, ttl, ttl}
-	case "service":
-		cfg.ttl.service = ttl
-	case "pod":
-		cfg.ttl.pod = ttl
-	case "srv":
-		cfg.ttl.srv = ttl
-	case "ptr":
-		cfg.ttl.ptr = ttl
-	case "negative":
-		cfg.ttl.negative = ttl
-	default:
+	kinds := map[string]*uint32{
+		"service": &cfg.ttl.service, "pod": &cfg.ttl.pod, "srv": &cfg.ttl.srv,
+		"ptr": &cfg.ttl.ptr, "negative": &cfg.ttl.negative,
+	}
+	if kind == "" {
+		// The default for every kind not given a TTL of its own, whichever
+		// line comes first.
+		for k, field := range kinds {
+			if !cfg.ttlKinds[k] {
+				*field = ttl
+			}
+		}
+		return nil
+	}
+	field, ok := kinds[kind]
+	if !ok {
 		return c.Errf("ttl: unknown kind %q, want service, pod, srv, ptr or negative", kind)
 	}
+	*field = ttl
+	if cfg.ttlKinds == nil {
+		cfg.ttlKinds = map[string]bool{}
+	}
+	cfg.ttlKinds[kind] = true
 	return nil
 }
 
@@ -357,14 +365,13 @@ func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
 func (h *Headless) start() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	syncedGauge.Set(0)
+	instances.add(h)
 	h.watcher.run(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if cache.WaitForCacheSync(ctx.Done(), h.watcher.hasSynced) {
 			h.synced.Store(true)
-			syncedGauge.Set(1)
 			log.Infof("synced: %d headless services", h.servicesKnown())
 		}
 	}()
@@ -381,6 +388,7 @@ func (h *Headless) stop() error {
 		h.cancel()
 	}
 	h.watcher.forget()
+	instances.remove(h)
 	return nil
 }
 

@@ -93,6 +93,14 @@ func TestParseOptions(t *testing.T) {
 				t.Errorf("fallthrough zones %v", cfg.fall.Zones)
 			}
 		}},
+		{"a kind's own ttl wins over a later bare ttl", `headless cluster.local {
+			ttl pod 30
+			ttl 10
+		}`, func(t *testing.T, cfg *config) {
+			if want := (ttls{service: 10, pod: 30, srv: 10, ptr: 10, negative: 10}); cfg.ttl != want {
+				t.Errorf("ttl %+v, want %+v", cfg.ttl, want)
+			}
+		}},
 		{"kubeconfig wins over endpoint", `headless cluster.local {
 			endpoint https://10.0.0.1:6443
 			kubeconfig ` + kubeconfig + `

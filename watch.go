@@ -238,9 +238,6 @@ func (w *watcher) rebuild(key string) *service {
 		slices.SortFunc(found, func(a, b *discovery.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
 		return svc, found
 	})
-	services, endpoints := w.index.counts()
-	servicesGauge.Set(float64(services))
-	endpointsGauge.Set(float64(endpoints))
 	lastChange.SetToCurrentTime()
 	return svc
 }
