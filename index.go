@@ -88,19 +88,23 @@ type index struct {
 	perNS     map[string]int            // known services per namespace
 	ptrOwners map[netip.Addr][]ptrOwner // who holds each IP, for its PTRs
 	endpoints int
+	// PTR names below each reverse empty non-terminal (244.10.in-addr.arpa.
+	// for 10.244.1.5): while any, it answers NODATA, not NXDOMAIN (RFC 8020).
+	reverseENT map[string]int
 }
 
 func newIndex(zones []string, t ttls, podNames bool) *index {
 	return &index{
-		zones:     zones,
-		ttl:       t,
-		podNames:  podNames,
-		names:     map[string]*node{},
-		reverse:   map[string]*node{},
-		serial:    uint32(time.Now().Unix()),
-		services:  map[string]*published{},
-		perNS:     map[string]int{},
-		ptrOwners: map[netip.Addr][]ptrOwner{},
+		zones:      zones,
+		ttl:        t,
+		podNames:   podNames,
+		names:      map[string]*node{},
+		reverse:    map[string]*node{},
+		serial:     uint32(time.Now().Unix()),
+		services:   map[string]*published{},
+		perNS:      map[string]int{},
+		ptrOwners:  map[netip.Addr][]ptrOwner{},
+		reverseENT: map[string]int{},
 	}
 }
 
@@ -423,7 +427,13 @@ func (ix *index) publish(key string, svc *service, sa *serviceAnswers) {
 	}
 	reverse := make(map[string]*node, len(touched))
 	for ip := range touched {
-		reverse[reverseName(ip)] = ix.ptrNode(ip)
+		name := reverseName(ip)
+		n := ix.ptrNode(ip)
+		reverse[name] = n
+		// Only this writer changes ix.reverse, so it may read it unlocked.
+		if had := ix.reverse[name] != nil; had != (n != nil) {
+			ix.countReverseAncestors(name, n != nil, reverse)
+		}
 	}
 
 	// Namespace and svc empty non-terminals follow the published count.
@@ -480,6 +490,30 @@ func (ix *index) publish(key string, svc *service, sa *serviceAnswers) {
 	}
 	ix.serial++
 	ix.mu.Unlock()
+}
+
+// countReverseAncestors adds (or takes away) one PTR name below each
+// ancestor of name, up to in-addr.arpa. or ip6.arpa., and records in changes
+// the ancestors that start or stop existing. Callers hold buildMu.
+func (ix *index) countReverseAncestors(name string, added bool, changes map[string]*node) {
+	for {
+		name = name[strings.IndexByte(name, '.')+1:]
+		if name == "in-addr.arpa." || name == "ip6.arpa." || name == "" {
+			return
+		}
+		switch before := ix.reverseENT[name]; {
+		case added && before == 0:
+			ix.reverseENT[name] = 1
+			changes[name] = emptyNonTerminal
+		case added:
+			ix.reverseENT[name] = before + 1
+		case before <= 1:
+			delete(ix.reverseENT, name)
+			changes[name] = nil
+		default:
+			ix.reverseENT[name] = before - 1
+		}
+	}
 }
 
 // ptrNode builds the PTR answers of one IP from every service holding it, or

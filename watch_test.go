@@ -268,3 +268,29 @@ func TestAnUnreachableAPIServerIsCountedAndNeverSynced(t *testing.T) {
 		t.Fatalf("rcode %d, want SERVFAIL", rcode)
 	}
 }
+
+func TestReverseEmptyNonTerminalsFollowTheirPTRs(t *testing.T) {
+	h, client := newTestPlugin(t, "headless cluster.local in-addr.arpa ip6.arpa", seedObjects()...)
+	for _, tc := range []struct {
+		qname string
+		rcode int
+	}{
+		{"1.244.10.in-addr.arpa.", dns.RcodeSuccess},
+		{"244.10.in-addr.arpa.", dns.RcodeSuccess},
+		{"10.in-addr.arpa.", dns.RcodeSuccess},
+		{"9.244.10.in-addr.arpa.", dns.RcodeNameError},
+		{"11.in-addr.arpa.", dns.RcodeNameError},
+		{"0.ip6.arpa.", dns.RcodeNameError},
+	} {
+		resp, _ := query(t, h, tc.qname, dns.TypePTR)
+		if resp.Rcode != tc.rcode || len(resp.Answer) != 0 {
+			t.Errorf("%s: %s with %d answers, want %s and none", tc.qname, dns.RcodeToString[resp.Rcode], len(resp.Answer), dns.RcodeToString[tc.rcode])
+		}
+	}
+	if err := client.CoreV1().Services("default").Delete(context.Background(), "cassandra", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswers(t, h, "244.10 to go with the last PTR under it", "244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeNameError, 0)
+	// external-db's 10.0.0.50 and .51 still hold 10.in-addr.arpa.
+	waitAnswers(t, h, "10 to stay", "10.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, 0)
+}
