@@ -36,12 +36,12 @@ var (
 
 	// slicesGauge shows that only slices that can belong to a headless
 	// Service are held: ClusterIP Services' slices never are.
-	slicesGauge = promauto.NewGauge(prometheus.GaugeOpts{
+	slicesGauge = promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "endpointslices",
 		Help:      "EndpointSlices held in memory: headless-labelled ones and those not managed by the endpointslice controller.",
-	})
+	}, func() float64 { return sumInstances(func(h *Headless) int { return int(h.watcher.slicesHeld.Load()) }) })
 
 	syncedGauge = promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,

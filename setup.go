@@ -54,9 +54,10 @@ type config struct {
 	forwardZones []string // normalized, in the order given
 	reverseZones []string // under in-addr.arpa. or ip6.arpa.
 
-	kubeconfig string
-	context    string
-	endpoint   string
+	kubeconfig     string
+	context        string
+	kubeconfigRest *rest.Config // read from kubeconfig while parsing
+	endpoint       string
 
 	namespaces       []string // empty: every namespace
 	labels           string   // a Service label selector, applied by the API server
@@ -176,9 +177,11 @@ func (cfg *config) parseOption(c *caddy.Controller, option string, args []string
 			cfg.context = args[1]
 		}
 		// Read it now, so a bad file fails start-up instead of every query.
-		if _, err := cfg.kubeconfigClientConfig().ClientConfig(); err != nil {
+		rc, err := cfg.kubeconfigClientConfig().ClientConfig()
+		if err != nil {
 			return c.Errf("kubeconfig: cannot use %q: %v", args[0], err)
 		}
+		cfg.kubeconfigRest = rc
 
 	case "endpoint":
 		if len(args) != 1 {
@@ -310,8 +313,8 @@ func (cfg *config) restConfig() (*rest.Config, error) {
 	var rc *rest.Config
 	var err error
 	switch {
-	case cfg.kubeconfig != "":
-		rc, err = cfg.kubeconfigClientConfig().ClientConfig()
+	case cfg.kubeconfigRest != nil:
+		rc = rest.CopyConfig(cfg.kubeconfigRest)
 	case cfg.endpoint != "":
 		rc = &rest.Config{Host: cfg.endpoint}
 	default:
@@ -387,7 +390,6 @@ func (h *Headless) stop() error {
 	if h.cancel != nil {
 		h.cancel()
 	}
-	h.watcher.forget()
 	instances.remove(h)
 	return nil
 }

@@ -44,7 +44,7 @@ type watcher struct {
 	index      *index
 	namespaces map[string]*nsWatch
 	synced     []cache.InformerSynced
-	slicesHeld atomic.Int64 // this watcher's part of slicesGauge
+	slicesHeld atomic.Int64 // EndpointSlices in its informers' stores
 }
 
 func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, labelSelector string) *watcher {
@@ -87,13 +87,11 @@ func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, lab
 				cache.ResourceEventHandlerFuncs{
 					AddFunc: func(obj any) {
 						w.slicesHeld.Add(1)
-						slicesGauge.Inc()
 						w.sliceChanged(nil, obj)
 					},
 					UpdateFunc: w.sliceChanged,
 					DeleteFunc: func(obj any) {
 						w.slicesHeld.Add(-1)
-						slicesGauge.Dec()
 						w.sliceChanged(obj, nil)
 					},
 				}))
@@ -133,10 +131,6 @@ func (w *watcher) run(ctx context.Context) {
 		}
 	}
 }
-
-// forget takes this watcher's slices out of the gauge once it has stopped
-// (on reload a new watcher counts them again).
-func (w *watcher) forget() { slicesGauge.Sub(float64(w.slicesHeld.Swap(0))) }
 
 // hasSynced reports whether every informer has listed and every event of
 // that list has reached the index.

@@ -161,6 +161,9 @@ func TestGaugesCountPublishedServicesAndEndpoints(t *testing.T) {
 	if got := testutil.ToFloat64(endpointsGauge); got != 5 {
 		t.Errorf("endpoints gauge %v, want 5", got)
 	}
+	if got := testutil.ToFloat64(slicesGauge); got != 2 {
+		t.Errorf("endpointslices gauge %v, want 2", got)
+	}
 }
 
 func TestInformersKeepASlimProjection(t *testing.T) {
