@@ -162,6 +162,7 @@ type corednsServer struct {
 	metrics string // prometheus
 	ready   string // ready plugin
 	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the process has exited
 	log     *syncBuffer
 }
 
@@ -191,8 +192,18 @@ func startCoreDNS(t *testing.T, cp *controlPlane, block string) *corednsServer {
 	return startCorefile(t, cp, corefile)
 }
 
-// startCorefile runs CoreDNS with a whole Corefile template.
+// startCorefile runs CoreDNS with a whole Corefile template and waits until
+// it is ready and answering.
 func startCorefile(t *testing.T, cp *controlPlane, corefile string) *corednsServer {
+	t.Helper()
+	s := launchCorefile(t, cp, corefile)
+	s.waitReady(t, 30*time.Second)
+	return s
+}
+
+// launchCorefile runs CoreDNS with a whole Corefile template and returns at
+// once, ready or not; the process is stopped when the test ends.
+func launchCorefile(t *testing.T, cp *controlPlane, corefile string) *corednsServer {
 	t.Helper()
 	data := corefileData{DNSPort: freePort(t), ReadyPort: freePort(t), MetricsPort: freePort(t), HealthPort: freePort(t), Kubeconfig: cp.kubeconfig}
 	var buf bytes.Buffer
@@ -216,37 +227,53 @@ func startCorefile(t *testing.T, cp *controlPlane, corefile string) *corednsServ
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(exited) }()
+	s.exited = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-s.exited:
 		case <-time.After(10 * time.Second):
 			_ = s.cmd.Process.Kill()
-			<-exited
+			<-s.exited
 		}
 		if t.Failed() || os.Getenv("E2E_COREDNS_LOG") != "" {
 			t.Logf("CoreDNS log:\n%s", s.log.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
+	return s
+}
+
+// isReady reports whether the ready plugin says 200.
+func (s *corednsServer) isReady() bool {
+	resp, err := http.Get("http://" + s.ready + "/ready")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// waitReady waits until ready reports every plugin synced and the server
+// answers, failing the test after timeout or if CoreDNS exits.
+func (s *corednsServer) waitReady(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		select {
-		case <-exited:
+		case <-s.exited:
 			t.Fatalf("CoreDNS exited:\n%s", s.log.String())
 		default:
 		}
 		// Ready says the plugins synced; the DNS listeners open only after
 		// every plugin's start-up, so wait for an answer too.
-		if resp, err := http.Get("http://" + s.ready + "/ready"); err == nil {
-			resp.Body.Close()
-			if _, err := exchange(s.addr, "udp", "cluster.local.", dns.TypeSOA, 0); err == nil && resp.StatusCode == http.StatusOK {
-				return s
+		if s.isReady() {
+			if _, err := exchange(s.addr, "udp", "cluster.local.", dns.TypeSOA, 0); err == nil {
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("CoreDNS not ready after 30s:\n%s", s.log.String())
+			t.Fatalf("CoreDNS not ready after %s:\n%s", timeout, s.log.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
