@@ -1,12 +1,12 @@
 // Command populate fills a (test) cluster with a realistic population for
 // the DNS benchmark, the way the endpointslice controller would have left it:
 //
-//   - -services headless Services, each with one EndpointSlice of three
-//     ready StatefulSet pods (hostnames NAME-0..2, a named TCP port "web",
+//   - -services headless Services, each with one EndpointSlice of -pods
+//     (default three) ready StatefulSet pods (hostnames NAME-0..2, a named TCP port "web",
 //     pod target references, node names, zones), labelled as the controller
 //     labels a headless Service's slice;
 //   - -clusterip-services ClusterIP Services, each with one controller-
-//     labelled slice of three Deployment-style pods and no hostnames. These
+//     labelled slice of -pods Deployment-style pods and no hostnames. These
 //     are what a cluster mostly holds, and what the headless plugin must
 //     never list.
 //
@@ -41,7 +41,6 @@ import (
 )
 
 const (
-	podsPerService = 3
 	zone           = "cluster.local"
 	controllerName = "endpointslice-controller.k8s.io"
 )
@@ -49,8 +48,9 @@ const (
 func main() {
 	var (
 		kubeconfig = flag.String("kubeconfig", "", "admin kubeconfig of the cluster to fill (required)")
-		headless   = flag.Int("services", 1000, "headless Services (StatefulSet-shaped, 3 pods each)")
-		clusterIP  = flag.Int("clusterip-services", 2000, "ClusterIP Services (Deployment-shaped, 3 pods each)")
+		headless   = flag.Int("services", 1000, "headless Services (StatefulSet-shaped, -pods pods each)")
+		clusterIP  = flag.Int("clusterip-services", 2000, "ClusterIP Services (Deployment-shaped, -pods pods each)")
+		pods       = flag.Int("pods", 3, "pods (endpoints) per Service, all in its one EndpointSlice (at most 1000)")
 		namespaces = flag.Int("namespaces", 20, "namespaces to spread the Services over")
 		workers    = flag.Int("workers", 16, "concurrent API requests")
 		namesDir   = flag.String("names-dir", "", "write the benchmark's query files here")
@@ -61,14 +61,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: populate -kubeconfig FILE [-services N] [-clusterip-services M] [-namespaces K] [-names-dir DIR]")
 		os.Exit(2)
 	}
-	if *headless < 0 || *clusterIP < 0 || *namespaces < 1 || *workers < 1 {
-		fatalf("counts must not be negative, and -namespaces and -workers at least 1")
+	if *headless < 0 || *clusterIP < 0 || *namespaces < 1 || *workers < 1 || *pods < 1 || *pods > 1000 {
+		fatalf("counts must not be negative, -namespaces, -workers and -pods at least 1, -pods at most 1000")
 	}
 	// 10.128.0.0/9 holds about 8.3 million usable pod addresses.
-	if (*headless+*clusterIP)*podsPerService > 8_000_000 {
+	if (*headless+*clusterIP)*(*pods) > 8_000_000 {
 		fatalf("too many pods for 10.128.0.0/9")
 	}
-	p := &population{prefix: *prefix, headless: *headless, clusterIP: *clusterIP, namespaces: *namespaces}
+	p := &population{prefix: *prefix, headless: *headless, clusterIP: *clusterIP, namespaces: *namespaces, pods: *pods}
 
 	if *namesDir != "" {
 		if err := p.writeNames(*namesDir); err != nil {
@@ -122,7 +122,7 @@ func main() {
 		fatalf("%v", firstErr)
 	}
 	fmt.Fprintf(os.Stderr, "populate: %d headless and %d ClusterIP services, %d EndpointSlices, %d endpoints in %d namespaces, in %.1fs\n",
-		*headless, *clusterIP, total, total*podsPerService, *namespaces, time.Since(start).Seconds())
+		*headless, *clusterIP, total, total*(*pods), *namespaces, time.Since(start).Seconds())
 }
 
 func fatalf(format string, args ...any) {
@@ -134,8 +134,8 @@ func fatalf(format string, args ...any) {
 // query files and the objects agree without reading the cluster back.
 // Services 0..headless-1 are headless; the rest are ClusterIP.
 type population struct {
-	prefix                          string
-	headless, clusterIP, namespaces int
+	prefix                                string
+	headless, clusterIP, namespaces, pods int
 }
 
 func (p *population) namespace(n int) string { return fmt.Sprintf("%s-%02d", p.prefix, n) }
@@ -149,10 +149,10 @@ func (p *population) service(i int) (ns, name string) {
 	return p.namespace(j % p.namespaces), fmt.Sprintf("deploy-%05d", j)
 }
 
-// podIP is the address of pod k (0..2) of service i: consecutive addresses
+// podIP is the address of pod k (0..pods-1) of service i: consecutive addresses
 // from 10.128.0.0/9, skipping those ending in .0 and .255.
 func (p *population) podIP(i, k int) netip.Addr {
-	n := i*podsPerService + k
+	n := i*p.pods + k
 	n = n/254*256 + n%254 + 1
 	base := uint32(10)<<24 | 128<<16
 	v := base + uint32(n)
@@ -227,7 +227,7 @@ func (p *population) create(ctx context.Context, client kubernetes.Interface, i 
 		AddressType: discovery.AddressTypeIPv4,
 		Ports:       []discovery.EndpointPort{{Name: ptr(portName), Protocol: &tcp, Port: ptr(targetPort), AppProtocol: &appProtocol}},
 	}
-	for k := range podsPerService {
+	for k := range p.pods {
 		pod := fmt.Sprintf("%s-%d", name, k)
 		ep := discovery.Endpoint{
 			Addresses: []string{p.podIP(i, k).String()},
@@ -241,7 +241,7 @@ func (p *population) create(ctx context.Context, client kubernetes.Interface, i 
 		if isHeadless {
 			ep.Hostname = ptr(pod) // a StatefulSet pod's hostname is its name
 		} else {
-			ep.TargetRef.Name = fmt.Sprintf("%s-7d9f8c6b5-%s", name, suffix(i*podsPerService+k))
+			ep.TargetRef.Name = fmt.Sprintf("%s-7d9f8c6b5-%s", name, suffix(i*p.pods+k))
 		}
 		slice.Endpoints = append(slice.Endpoints, ep)
 	}
@@ -278,7 +278,7 @@ func (p *population) writeNames(dir string) error {
 		add("svc-a", svc, "A")
 		add("srv", "_web._tcp."+svc, "SRV")
 		add("nx", fmt.Sprintf("nosuch-%05d.%s.svc.%s.", i, ns, zone), "A")
-		for k := range podsPerService {
+		for k := range p.pods {
 			add("pod-a", fmt.Sprintf("%s-%d.%s", name, k, svc), "A")
 			add("ptr", reverseName(p.podIP(i, k)), "PTR")
 		}
