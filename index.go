@@ -180,7 +180,9 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 		case discovery.AddressTypeIPv4:
 			want = netip.Addr.Is4
 		case discovery.AddressTypeIPv6:
-			want = netip.Addr.Is6
+			// An IPv4-mapped address (::ffff:10.0.0.1) is an IPv4 address,
+			// never an IPv6 endpoint: no AAAA, no ip6.arpa name for it.
+			want = func(ip netip.Addr) bool { return ip.Is6() && !ip.Is4In6() }
 		default: // FQDN and anything unknown have no place in A/AAAA answers
 			continue
 		}
@@ -192,6 +194,9 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 			}
 			for _, text := range ep.Addresses {
 				ip, err := netip.ParseAddr(text)
+				if slice.AddressType == discovery.AddressTypeIPv4 {
+					ip = ip.Unmap() // older API servers let ::ffff:10.0.0.1 into IPv4 slices
+				}
 				if err != nil || ip.Zone() != "" || !want(ip) {
 					continue
 				}
