@@ -160,13 +160,23 @@ func (h *Headless) soa(zone string) *dns.SOA {
 	}
 }
 
+// maxUDPSize caps the EDNS0 buffer size clients advertise.
+const maxUDPSize = 4096
+
 // fit makes a reply fit the client's buffer: over UDP 512 bytes or its EDNS0
-// size, over TCP the largest message there is. Glue goes first and does not
-// set TC (RFC 2181 §9); only when answer records must go is TC set. So TCP
-// replies are complete unless a service has more addresses than 64 KiB holds.
+// size (at most 4096), over TCP the largest message there is. Glue goes first
+// and does not set TC (RFC 2181 §9); only when answer records must go is TC
+// set. So TCP replies are complete unless a service has more addresses than
+// 64 KiB holds.
 func fit(state request.Request, m *dns.Msg) {
 	state.SizeAndDo(m)
 	size := state.Size() // over TCP the 65535 bytes a message can hold at all
+	if state.Proto() == "udp" {
+		// However much a client claims to take, UDP replies stay within
+		// 4096 bytes (RFC 6891 §6.2.5): bigger ones fragment, and would
+		// make this server a generous amplifier.
+		size = min(size, maxUDPSize)
+	}
 	m.Compress = false
 	if m.Len() <= size { // the common case costs no compression map
 		return
