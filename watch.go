@@ -2,7 +2,11 @@ package headless
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -12,9 +16,11 @@ import (
 	"github.com/go-logr/logr"
 	core "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -58,10 +64,14 @@ func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, lab
 		nw := &nsWatch{
 			services: w.informer(client, &cache.ListWatch{
 				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-					return services.List(ctx, headlessServices(o, labelSelector))
+					return untilReachable(ctx, "services", func() (runtime.Object, error) {
+						return services.List(ctx, headlessServices(o, labelSelector))
+					})
 				},
 				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-					return services.Watch(ctx, headlessServices(o, labelSelector))
+					return untilReachable(ctx, "services", func() (watch.Interface, error) {
+						return services.Watch(ctx, headlessServices(o, labelSelector))
+					})
 				},
 			}, &core.Service{}, slimService, nil, "services", cache.ResourceEventHandlerFuncs{
 				AddFunc:    w.serviceChanged,
@@ -77,11 +87,11 @@ func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, lab
 			nw.slices = append(nw.slices, w.informer(client, &cache.ListWatch{
 				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 					o.LabelSelector = selector
-					return sliceClient.List(ctx, o)
+					return untilReachable(ctx, "endpointslices", func() (runtime.Object, error) { return sliceClient.List(ctx, o) })
 				},
 				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 					o.LabelSelector = selector
-					return sliceClient.Watch(ctx, o)
+					return untilReachable(ctx, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
 				},
 			}, &discovery.EndpointSlice{}, slimSlice, cache.Indexers{byService: sliceService}, "endpointslices",
 				cache.ResourceEventHandlerFuncs{
@@ -143,10 +153,118 @@ func (w *watcher) hasSynced() bool {
 	return true
 }
 
-// apiTrouble counts a failed list or watch and logs it, at most once a
-// minute per resource: while the API server is away the index keeps
-// answering from what it last knew, and client-go retries with backoff.
+// Retries of a list or watch that could not reach the API server start at
+// retryMin and double up to retryMax. The informers' reflectors would
+// otherwise back off on their own, each up to 30 s with jitter, and leave
+// the index stale that long after the API server came back; retrying here,
+// inside the list or watch call, keeps their backoff from ever growing.
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = 400 * time.Millisecond
+)
+
+// untilReachable makes a list or watch call, and while it fails because the
+// API server cannot be reached (refused, reset, overloaded, shutting down)
+// makes it again, until it succeeds, fails for another reason (forbidden,
+// expired resource version...), or ctx ends.
+func untilReachable[T any](ctx context.Context, resource string, call func() (T, error)) (T, error) {
+	delay := retryMin
+	for {
+		v, err := call()
+		if err == nil || !unreachable(err) || ctx.Err() != nil {
+			if err == nil || isAPIStatus(err) {
+				apiReached()
+			}
+			return v, err
+		}
+		apiLost(resource, err)
+		// Full jitter between delay/2 and delay: several informers, and
+		// several CoreDNS replicas, do not knock in step.
+		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return v, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, retryMax)
+	}
+}
+
+// unreachable tells errors that say the API server is away or cannot serve
+// now from those it answered with a decision.
+func unreachable(err error) bool {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		switch status.Status().Code {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return true
+		}
+		return false
+	}
+	var transport *url.Error // dial, TLS and connection errors of the HTTP client
+	return errors.As(err, &transport) || utilnet.IsProbableEOF(err) || utilnet.IsConnectionRefused(err)
+}
+
+func isAPIStatus(err error) bool {
+	var status apierrors.APIStatus
+	return errors.As(err, &status)
+}
+
+// apiHealth is whether the API server is away, process-wide: an outage is
+// logged when it starts and when it ends, however many informers retry how
+// many times in between.
+var apiHealth struct {
+	down  atomic.Bool
+	mu    sync.Mutex
+	since time.Time
+}
+
+func apiLost(resource string, err any) {
+	watchErrors.WithLabelValues(resource).Inc()
+	if apiHealth.down.Load() {
+		return
+	}
+	apiHealth.mu.Lock()
+	first := !apiHealth.down.Swap(true)
+	if first {
+		apiHealth.since = time.Now()
+	}
+	apiHealth.mu.Unlock()
+	if first {
+		log.Warningf("API server unreachable (%v): answering from the last known state, retrying every %s", err, retryMax)
+	}
+}
+
+func apiReached() {
+	if !apiHealth.down.Load() {
+		return
+	}
+	apiHealth.mu.Lock()
+	was := apiHealth.down.Swap(false)
+	away := time.Since(apiHealth.since)
+	apiHealth.mu.Unlock()
+	if was {
+		log.Infof("API server reachable again after %s; catching up on what changed", away.Round(time.Millisecond))
+	}
+}
+
+// apiTrouble counts a list or watch that the API server refused, or that
+// failed in a way untilReachable does not retry, and logs it, at most once
+// a minute per resource; the reflector retries with its own backoff.
 func apiTrouble(resource string, err any) {
+	if e, ok := err.(error); ok {
+		switch {
+		case unreachable(e):
+			apiLost(resource, e)
+			return
+		case apierrors.IsResourceExpired(e) || apierrors.IsGone(e):
+			// The watch fell out of the server's history: the reflector
+			// lists again, and the index follows the new list.
+			log.Debugf("watching %s: %v; listing again", resource, e)
+			return
+		}
+	}
 	watchErrors.WithLabelValues(resource).Inc()
 	troubleMu.Lock()
 	quiet := time.Since(lastTrouble[resource]) < time.Minute
@@ -154,9 +272,14 @@ func apiTrouble(resource string, err any) {
 		lastTrouble[resource] = time.Now()
 	}
 	troubleMu.Unlock()
-	if !quiet {
-		log.Warningf("watching %s: %v (answering from the last known state while retrying)", resource, err)
+	if quiet {
+		return
 	}
+	if e, ok := err.(error); ok && apierrors.IsForbidden(e) {
+		log.Errorf("missing permission: %v (the plugin needs list and watch on services, and on endpointslices in API group discovery.k8s.io; see the README's Permissions)", e)
+		return
+	}
+	log.Warningf("watching %s: %v (answering from the last known state while retrying)", resource, err)
 }
 
 var (
