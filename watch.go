@@ -255,7 +255,9 @@ func apiReached() {
 func apiTrouble(resource string, err any) {
 	if e, ok := err.(error); ok {
 		switch {
-		case unreachable(e):
+		case unreachable(e) || strings.Contains(e.Error(), "very short watch"):
+			// A watch stream that ends at once, with nothing in it, is
+			// the first sign of a lost connection.
 			apiLost(resource, e)
 			return
 		case apierrors.IsResourceExpired(e) || apierrors.IsGone(e):
@@ -454,9 +456,11 @@ type klogSink struct{}
 var routeKlog sync.Once
 
 func (klogSink) Init(logr.RuntimeInfo)  {}
-func (klogSink) Enabled(level int) bool { return level <= 2 }
+func (klogSink) Enabled(level int) bool { return level <= 4 }
 func (klogSink) Info(level int, msg string, kv ...any) {
-	if msg == "watch-list failed - backing off" || strings.HasPrefix(msg, "Warning: watch ended with error") {
+	// "Watch closed" (level 4) is a watch that expired: the reflector
+	// lists again, and apiTrouble notes it for the debug log.
+	if msg == "watch-list failed - backing off" || msg == "Watch closed" || strings.HasPrefix(msg, "Warning: watch ended with error") {
 		apiTrouble(resourceOf(kv), value(kv, "err"))
 		return
 	}

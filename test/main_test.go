@@ -79,6 +79,7 @@ func fail(err error) int {
 // controlPlane is one kube-testenv process: etcd and kube-apiserver.
 type controlPlane struct {
 	dir        string
+	args       []string // extra kube-testenv flags
 	kubeconfig string
 	config     *rest.Config
 	client     kubernetes.Interface
@@ -88,13 +89,14 @@ type controlPlane struct {
 
 // startControlPlane starts kube-testenv on dir (reusing its state, port and
 // certificates when dir was used before) and waits for the API server.
-func startControlPlane(dir string) (*controlPlane, error) {
-	cp := &controlPlane{dir: dir}
+// Extra kube-testenv flags, such as -apiserver-arg=..., go in args.
+func startControlPlane(dir string, args ...string) (*controlPlane, error) {
+	cp := &controlPlane{dir: dir, args: args}
 	return cp, cp.start()
 }
 
 func (cp *controlPlane) start() error {
-	cmd := exec.Command(env.testenv, "-dir", cp.dir)
+	cmd := exec.Command(env.testenv, append([]string{"-dir", cp.dir}, cp.args...)...)
 	stdin, err := cmd.StdinPipe() // closing it (or our death) stops kube-testenv
 	if err != nil {
 		return err
