@@ -1,10 +1,11 @@
 # headless: the CoreDNS plugin, its custom CoreDNS build and its tests.
 #   make demo   local control plane + examples + CoreDNS on 127.0.0.1:1053
-#   make test   everything CI runs: lint, unit tests with -race, end-to-end
+#   make test   everything CI runs: lint, unit tests with -race, short fuzzing, end-to-end
+#   make fuzz   each fuzz target for FUZZTIME (default 60s)
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build demo test lint unit e2e bench loadtest clean
+.PHONY: all build demo test lint unit fuzz fuzz-ci e2e bench loadtest clean
 
 all: build
 
@@ -14,7 +15,7 @@ build:
 demo:
 	@bash test/demo.sh
 
-test: lint unit e2e
+test: lint unit fuzz-ci e2e
 
 lint:
 	@echo "== gofmt, go vet, staticcheck"
@@ -29,14 +30,34 @@ unit:
 	@echo "== unit tests (race detector on)"
 	$(GO) test -race -count=1 ./...
 
+# Each fuzz target in turn (go test fuzzes one at a time), from the seeds in
+# testdata/fuzz plus what earlier runs found (kept in the Go build cache).
+FUZZ_TARGETS := FuzzServeDNS FuzzParse
+FUZZTIME     ?= 60s
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; \
+	done
+
+# The short run CI does: 10s each.
+fuzz-ci:
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
 # Starts a real kube-apiserver and etcd (test/kube-testenv), builds and runs
 # cmd/coredns, and queries it with miekg/dns, dig, Go's resolver and grpc-go.
 e2e:
 	@echo "== end-to-end tests"
 	cd test && $(GO) test -count=1 -v -timeout 20m ./...
 
+# One table: headless vs the kubernetes plugin vs whoami, same binary, same
+# real API server (throughput with dnsperf, in-process benchmarks, memory,
+# update cost, programming latency, start-up). About 10-15 minutes;
+# BENCH_QUICK=1 for a short run; the other BENCH_* variables are described
+# in test/benchsuite/main.go.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem .
+	cd test && $(GO) run ./benchsuite
 
 # Load generator against the running binary: headless and kubernetes side by side.
 loadtest:
