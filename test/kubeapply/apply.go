@@ -25,6 +25,17 @@ import (
 // Files applies every object in the YAML files and returns what it applied,
 // as "kind/namespace/name".
 func Files(ctx context.Context, rc *rest.Config, paths ...string) ([]string, error) {
+	return apply(ctx, rc, nil, paths)
+}
+
+// DryRun is Files with dryRun=All: the server validates, defaults and
+// admits every object (as `kubectl apply --server-side --dry-run=server`)
+// and stores nothing. Namespaces the objects name must exist.
+func DryRun(ctx context.Context, rc *rest.Config, paths ...string) ([]string, error) {
+	return apply(ctx, rc, []string{metav1.DryRunAll}, paths)
+}
+
+func apply(ctx context.Context, rc *rest.Config, dryRun []string, paths []string) ([]string, error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(rc)
 	if err != nil {
 		return nil, err
@@ -64,7 +75,7 @@ func Files(ctx context.Context, rc *rest.Config, paths ...string) ([]string, err
 				}
 				resource = client.Resource(mapping.Resource).Namespace(obj.GetNamespace())
 			}
-			if _, err := resource.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "headless-kubeapply", Force: true}); err != nil {
+			if _, err := resource.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: "headless-kubeapply", Force: true, DryRun: dryRun}); err != nil {
 				return applied, fmt.Errorf("%s: %s %s: %w", path, gvk.Kind, obj.GetName(), err)
 			}
 			applied = append(applied, fmt.Sprintf("%s/%s/%s", gvk.Kind, obj.GetNamespace(), obj.GetName()))
