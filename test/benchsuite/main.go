@@ -1,0 +1,472 @@
+// Command benchsuite is `make bench`: it measures the headless plugin against
+// the stock kubernetes plugin and against whoami (CoreDNS's own per-query
+// floor, no lookup at all), in one run, on the same data from the same real
+// API server (test/kube-testenv), with the same custom CoreDNS binary
+// (cmd/coredns), and prints one Markdown table on stdout. Progress goes to
+// stderr.
+//
+// What it does:
+//
+//  1. builds CoreDNS and populate, starts kube-testenv on a state directory
+//     cached per dataset size (~/.cache/headless/bench-…) and fills it once
+//     with HEADLESS headless Services and CLUSTERIP ClusterIP Services of
+//     PODS endpoints each;
+//  2. reads the headless Services' slices back and draws a seeded query mix
+//     (service A, pod A, SRV, PTR) with the answer each question must get;
+//  3. runs ROUNDS rounds; each round starts, one at a time, a CoreDNS with
+//     whoami, with headless, with kubernetes and with the kube-dns
+//     replacement of Corefile.example (headless + kubernetes with
+//     noendpoints), each pinned to CPU 0 with GOMAXPROCS=1, and for each
+//     measures start-up (process start to first right answer), RSS after
+//     sync and a settle pause, checks every answer of the mix, runs dnsperf
+//     (pinned to CPU 1) for DURATION, and for headless and kubernetes
+//     updates endpoint addresses through the API and times each until the
+//     first DNS answer that reflects it;
+//  4. runs the in-process Go benchmarks of the root package;
+//  5. prints the table, with a target column.
+//
+// Every process it starts is stopped on exit, Ctrl-C included; every query
+// goes to 127.0.0.1. Environment variables (defaults in brackets):
+//
+//	BENCH_QUICK=1               a short run: 100 + 1000 services, 3 rounds of 3s, fewer changes
+//	BENCH_HEADLESS_SERVICES     headless Services [1000]
+//	BENCH_CLUSTERIP_SERVICES    ClusterIP Services [10000]
+//	BENCH_PODS                  endpoints per Service [10]
+//	BENCH_NAMESPACES            namespaces [20]
+//	BENCH_ROUNDS                interleaved rounds [5]
+//	BENCH_DURATION              dnsperf seconds per plugin per round [10]
+//	BENCH_SETTLE                seconds from first right answer to reading RSS [5]
+//	BENCH_CHANGES               endpoint changes per plugin, at least [100]
+//	BENCH_QUERIES               lines of the dnsperf data file [40000]
+//	BENCH_SEED                  seed of the query mix [1]
+//	BENCH_GO_COUNT              -count of the Go benchmarks [3]
+//	BENCH_GO_BENCHTIME          -benchtime of the Go benchmarks [1s]
+//	BENCH_SKIP_GO=1             no Go benchmarks
+//	BENCH_NO_CACHE=1            a fresh control plane in a temporary directory
+//	BENCH_KEEP=1                keep the work directory (logs, data file)
+//
+// Run from the repository root: `make bench`, or `cd test && go run ./benchsuite`.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+type config struct {
+	headless, clusterIP, pods, namespaces int
+	rounds, changes, queries              int
+	duration, settle                      time.Duration
+	seed                                  uint64
+	goCount                               int
+	goBenchtime                           string
+	skipGo, noCache, keep, quick          bool
+}
+
+func loadConfig() (config, error) {
+	c := config{headless: 1000, clusterIP: 10000, pods: 10, namespaces: 20, rounds: 5, changes: 100,
+		queries: 40000, duration: 10 * time.Second, settle: 5 * time.Second, seed: 1, goCount: 3, goBenchtime: "1s"}
+	c.quick = os.Getenv("BENCH_QUICK") == "1"
+	if c.quick {
+		c.headless, c.clusterIP, c.rounds, c.changes = 100, 1000, 3, 30
+		c.duration, c.settle, c.goCount, c.goBenchtime = 3*time.Second, 2*time.Second, 1, "200ms"
+	}
+	var errs []error
+	integer := func(env string, v *int, least int) {
+		if s := os.Getenv(env); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < least {
+				errs = append(errs, fmt.Errorf("%s=%q: want an integer of at least %d", env, s, least))
+				return
+			}
+			*v = n
+		}
+	}
+	seconds := func(env string, v *time.Duration) {
+		n := int(*v / time.Second)
+		integer(env, &n, 1)
+		*v = time.Duration(n) * time.Second
+	}
+	integer("BENCH_HEADLESS_SERVICES", &c.headless, 1)
+	integer("BENCH_CLUSTERIP_SERVICES", &c.clusterIP, 0)
+	integer("BENCH_PODS", &c.pods, 1)
+	integer("BENCH_NAMESPACES", &c.namespaces, 1)
+	integer("BENCH_ROUNDS", &c.rounds, 1)
+	integer("BENCH_CHANGES", &c.changes, 2)
+	integer("BENCH_QUERIES", &c.queries, 4)
+	integer("BENCH_GO_COUNT", &c.goCount, 1)
+	seconds("BENCH_DURATION", &c.duration)
+	seconds("BENCH_SETTLE", &c.settle)
+	seed := int(c.seed)
+	integer("BENCH_SEED", &seed, 0)
+	c.seed = uint64(seed)
+	if s := os.Getenv("BENCH_GO_BENCHTIME"); s != "" {
+		c.goBenchtime = s
+	}
+	c.skipGo = os.Getenv("BENCH_SKIP_GO") == "1"
+	c.noCache = os.Getenv("BENCH_NO_CACHE") == "1"
+	c.keep = os.Getenv("BENCH_KEEP") == "1"
+	if c.pods > 1000 {
+		errs = append(errs, errors.New("BENCH_PODS: at most 1000"))
+	}
+	return c, errors.Join(errs...)
+}
+
+func (c config) datasetName() string {
+	return fmt.Sprintf("bench-h%d-c%d-p%d-n%d", c.headless, c.clusterIP, c.pods, c.namespaces)
+}
+
+var started = time.Now()
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%4.0fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func main() {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	err := run(ctx)
+	cancel()
+	stopAll()
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(os.Stderr, "benchsuite: interrupted")
+			os.Exit(130)
+		}
+		fmt.Fprintf(os.Stderr, "benchsuite: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// suite holds what the phases share.
+type suite struct {
+	cfg        config
+	root, test string // repository root and its test module
+	work       string // temporary work directory
+	coredns    string // the CoreDNS binary
+	kubeconfig string
+	client     kubernetes.Interface
+	cpuServer  string // taskset CPU list for CoreDNS
+	cpuLoad    string // and for dnsperf
+	phases     []phase
+}
+
+type phase struct {
+	name string
+	took time.Duration
+}
+
+func (s *suite) timed(name string, f func() error) error {
+	t := time.Now()
+	err := f()
+	s.phases = append(s.phases, phase{name, time.Since(t)})
+	return err
+}
+
+func run(ctx context.Context) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	s := &suite{cfg: cfg}
+	if err := s.locate(); err != nil {
+		return err
+	}
+	if err := s.tools(); err != nil {
+		return err
+	}
+	s.work, err = os.MkdirTemp("", "headless-benchsuite.")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		logf("work directory (kept): %s", s.work)
+	} else {
+		defer os.RemoveAll(s.work)
+	}
+
+	var testenv, populate string
+	if err := s.timed("build", func() error {
+		logf("building CoreDNS (cmd/coredns), populate and kube-testenv")
+		s.coredns = filepath.Join(s.work, "coredns")
+		populate = filepath.Join(s.work, "populate")
+		if err := goCmd(ctx, s.root, "build", "-o", s.coredns, "./cmd/coredns"); err != nil {
+			return err
+		}
+		if err := goCmd(ctx, s.test, "build", "-o", populate, "./loadgen/populate"); err != nil {
+			return err
+		}
+		out, err := exec.CommandContext(ctx, "bash", filepath.Join(s.test, "testenv.sh")).Output()
+		testenv = strings.TrimSpace(string(out))
+		return err
+	}); err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+
+	res := &results{cfg: cfg}
+	cp, err := s.controlPlane(ctx, testenv, populate)
+	if err != nil {
+		return err
+	}
+	if err := s.live(ctx, res); err != nil {
+		return err
+	}
+	cp.stop()
+	if cfg.skipGo {
+		res.goErr = errors.New("skipped (BENCH_SKIP_GO=1)")
+	} else if err := s.timed("Go benchmarks", func() error { return s.goBench(ctx, res) }); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		res.goErr = err
+		logf("Go benchmarks failed: %v", err)
+	}
+	res.phases = s.phases
+	res.print(os.Stdout, s)
+	logf("done")
+	return nil
+}
+
+// locate finds the repository root from the working directory.
+func (s *suite) locate() error {
+	dir, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "cmd", "coredns")); err == nil {
+			if _, err := os.Stat(filepath.Join(d, "test", "testenv.sh")); err == nil {
+				s.root, s.test = d, filepath.Join(d, "test")
+				return nil
+			}
+		}
+		if filepath.Dir(d) == d {
+			return fmt.Errorf("run from inside the headless repository (no cmd/coredns and test/testenv.sh above %s)", dir)
+		}
+	}
+}
+
+// tools makes sure dnsperf and taskset exist (installing dnsperf with apt
+// when running as root) and picks the two CPUs.
+func (s *suite) tools() error {
+	if _, err := exec.LookPath("dnsperf"); err != nil {
+		if os.Geteuid() != 0 {
+			return errors.New("dnsperf is missing: install it (Debian/Ubuntu: apt-get install dnsperf) or run as root to have it installed")
+		}
+		if _, err := exec.LookPath("apt-get"); err != nil {
+			return errors.New("dnsperf is missing and there is no apt-get to install it with")
+		}
+		logf("installing dnsperf with apt-get")
+		for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "dnsperf"}} {
+			cmd := exec.Command("apt-get", args...)
+			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		if _, err := exec.LookPath("dnsperf"); err != nil {
+			return errors.New("dnsperf still missing after apt-get install dnsperf")
+		}
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		return errors.New("taskset is missing (Debian: util-linux)")
+	}
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		return err
+	}
+	var cpus []int
+	for i := range 1024 {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	switch {
+	case len(cpus) == 0:
+		return errors.New("no CPU in this process's affinity mask")
+	case len(cpus) == 1:
+		logf("warning: one CPU only: CoreDNS and dnsperf share CPU %d", cpus[0])
+		s.cpuServer, s.cpuLoad = strconv.Itoa(cpus[0]), strconv.Itoa(cpus[0])
+	default:
+		s.cpuServer, s.cpuLoad = strconv.Itoa(cpus[0]), strconv.Itoa(cpus[1])
+	}
+	return nil
+}
+
+func goCmd(ctx context.Context, dir string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
+}
+
+// datasetMarker records what a cached control-plane directory holds.
+type datasetMarker struct {
+	Testenv string `json:"testenv"`
+	Dataset string `json:"dataset"`
+}
+
+// controlPlane starts kube-testenv and makes sure it holds the dataset.
+func (s *suite) controlPlane(ctx context.Context, testenv, populate string) (*proc, error) {
+	cfg := s.cfg
+	dir := filepath.Join(s.work, "controlplane")
+	want := datasetMarker{Testenv: filepath.Base(testenv), Dataset: cfg.datasetName()}
+	cached := false
+	if !cfg.noCache {
+		cacheRoot := os.Getenv("XDG_CACHE_HOME")
+		if cacheRoot == "" {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return nil, err
+			}
+			cacheRoot = filepath.Join(home, ".cache")
+		}
+		d := filepath.Join(cacheRoot, "headless", cfg.datasetName())
+		if err := os.MkdirAll(filepath.Dir(d), 0o755); err != nil {
+			return nil, err
+		}
+		// One run at a time per cached directory; a second run uses a
+		// temporary one. The lock goes when this process exits.
+		lock, err := os.OpenFile(d+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			logf("%s is in use by another run: using a temporary control plane", d)
+			lock.Close()
+		} else {
+			dir = d
+			var have datasetMarker
+			if b, err := os.ReadFile(filepath.Join(d, "bench-dataset.json")); err == nil && json.Unmarshal(b, &have) == nil && have == want {
+				cached = true
+			} else if err := os.RemoveAll(d); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+
+	var cp *proc
+	err := s.timed("control plane start", func() error {
+		logf("starting kube-testenv in %s", dir)
+		cmd := exec.Command(testenv, "-dir", dir)
+		errLog, err := os.Create(filepath.Join(s.work, "kube-testenv.stderr"))
+		if err != nil {
+			return err
+		}
+		defer errLog.Close()
+		cmd.Stderr = errLog
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		cp = &proc{name: "kube-testenv", cmd: cmd, done: make(chan struct{}), stdin: stdin}
+		if err := cp.start(); err != nil {
+			return err
+		}
+		line := make(chan string, 1)
+		go func() {
+			l, _ := bufio.NewReader(stdout).ReadString('\n')
+			line <- strings.TrimSpace(l)
+			_, _ = io.Copy(io.Discard, stdout)
+		}()
+		select {
+		case s.kubeconfig = <-line:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(4 * time.Minute):
+		}
+		if s.kubeconfig == "" {
+			return fmt.Errorf("kube-testenv did not become ready:\n%s\n%s", tail(errLog.Name(), 20), tail(filepath.Join(dir, "kube-testenv.log"), 20))
+		}
+		rc, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig)
+		if err != nil {
+			return err
+		}
+		rc.QPS, rc.Burst = 1000, 1000
+		s.client, err = kubernetes.NewForConfig(rc)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	if cached {
+		logf("reusing the cached dataset %s", cfg.datasetName())
+		return cp, nil
+	}
+	err = s.timed("populate", func() error {
+		logf("creating %d headless and %d ClusterIP services of %d endpoints each in %d namespaces",
+			cfg.headless, cfg.clusterIP, cfg.pods, cfg.namespaces)
+		cmd := exec.CommandContext(ctx, populate, "-kubeconfig", s.kubeconfig, "-services", strconv.Itoa(cfg.headless),
+			"-clusterip-services", strconv.Itoa(cfg.clusterIP), "-pods", strconv.Itoa(cfg.pods),
+			"-namespaces", strconv.Itoa(cfg.namespaces), "-workers", "32", "-prefix", "bench")
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("populate: %w", err)
+		}
+		if dir == filepath.Join(s.work, "controlplane") {
+			return nil
+		}
+		b, _ := json.Marshal(want)
+		return os.WriteFile(filepath.Join(dir, "bench-dataset.json"), b, 0o644)
+	})
+	return cp, err
+}
+
+// goBench runs the root package's benchmarks and keeps the median of each.
+func (s *suite) goBench(ctx context.Context, res *results) error {
+	logf("running the Go benchmarks (go test -bench, -count %d, -benchtime %s)", s.cfg.goCount, s.cfg.goBenchtime)
+	args := []string{"test", "-run", "^$", "-bench", "^(BenchmarkServeDNS|BenchmarkSideBySide|BenchmarkSliceUpdate)$",
+		"-benchmem", "-count", strconv.Itoa(s.cfg.goCount), "-benchtime", s.cfg.goBenchtime, "."}
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = a
+		if strings.ContainsAny(a, "^$|()") {
+			quoted[i] = "'" + a + "'"
+		}
+	}
+	res.goCommand = "go " + strings.Join(quoted, " ")
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = s.root
+	out, err := cmd.CombinedOutput()
+	_ = os.WriteFile(filepath.Join(s.work, "gobench.txt"), out, 0o644)
+	if err != nil {
+		return fmt.Errorf("%v\n%s", err, lastLines(string(out), 15))
+	}
+	res.goBench = parseGoBench(string(out))
+	if len(res.goBench) == 0 {
+		return errors.New("no benchmark results in the output of go test")
+	}
+	return nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// cpuCount is for the report.
+func cpuCount() int { return runtime.NumCPU() }
