@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/coredns/coredns/plugin"
-	"github.com/coredns/coredns/plugin/pkg/dnsutil"
 	"github.com/coredns/coredns/request"
 	"github.com/miekg/dns"
 )
@@ -55,37 +54,108 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 	}
 
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
+	rp := newReply(r)
+	m := &rp.msg
 	owner := state.QName()
+	compressed := 0 // the reply's compressed size, when the index knows it
 	switch {
 	case n == nil:
 		m.Rcode = dns.RcodeNameError
 	case rel == "" && state.QType() == dns.TypeSOA:
-		soa := h.soa(zone)
-		soa.Hdr.Name = owner
-		m.Answer = []dns.RR{soa}
+		h.fillSOA(&rp.soa, zone)
+		rp.soa.Hdr.Name = owner
+		m.Answer, m.Extra = rp.sections(1, 0)
+		m.Answer = append(m.Answer, &rp.soa)
 	case state.QType() == dns.TypeA && len(n.a) > 0:
-		m.Answer = appendRecords(nil, n.a, owner)
+		m.Answer, m.Extra = rp.sections(len(n.a), 0)
+		m.Answer = appendCopies(m.Answer, n.a, owner)
 	case state.QType() == dns.TypeAAAA && len(n.aaaa) > 0:
-		m.Answer = appendRecords(nil, n.aaaa, owner)
+		m.Answer, m.Extra = rp.sections(len(n.aaaa), 0)
+		m.Answer = appendCopies(m.Answer, n.aaaa, owner)
 	case state.QType() == dns.TypeSRV && len(n.srv) > 0:
 		set := &n.srv[slices.Index(h.cfg.forwardZones, zone)]
-		m.Answer = appendRecords(nil, set.srv, owner)
-		m.Extra = appendRecords(make([]dns.RR, 0, len(set.a)+len(set.aaaa)), set.a, "")
-		m.Extra = appendRecords(m.Extra, set.aaaa, "")
+		m.Answer, m.Extra = rp.srv(set, owner)
+		if owner == qname { // asked in lower case, as the index measured it
+			compressed = set.compressedLen
+		}
 	case state.QType() == dns.TypePTR && len(n.ptr) > 0:
-		m.Answer = appendRecords(nil, n.ptr, owner)
+		m.Answer, m.Extra = rp.sections(len(n.ptr), 0)
+		m.Answer = appendCopies(m.Answer, n.ptr, owner)
 	}
 	if len(m.Answer) == 0 { // NXDOMAIN or NODATA: the zone's SOA tells how long to cache it
-		m.Ns = []dns.RR{h.soa(zone)}
+		h.fillSOA(&rp.soa, zone)
+		m.Ns, m.Extra = rp.sections(1, 0)
+		m.Ns = append(m.Ns, &rp.soa)
 	}
-	fit(state, m)
+	fit(state, m, compressed)
 	if err := w.WriteMsg(m); err != nil {
 		log.Debugf("writing reply to %s: %v", state.IP(), err)
 	}
 	return dns.RcodeSuccess, nil
+}
+
+// reply is a reply message with room for what most replies hold, allocated
+// at once: the question, eight record pointers and an SOA. With the one
+// array of record copies made per reply, a query costs two allocations,
+// three when a big answer needs more pointers.
+type reply struct {
+	msg      dns.Msg
+	question [1]dns.Question
+	slots    [8]dns.RR
+	soa      dns.SOA
+}
+
+// newReply starts the reply to r, as dns.Msg.SetReply would: same id,
+// opcode, RD and CD flags, and question; authoritative.
+func newReply(r *dns.Msg) *reply {
+	rp := &reply{}
+	m := &rp.msg
+	m.Id, m.Response, m.Opcode, m.Authoritative = r.Id, true, r.Opcode, true
+	if m.Opcode == dns.OpcodeQuery {
+		m.RecursionDesired, m.CheckingDisabled = r.RecursionDesired, r.CheckingDisabled
+	}
+	rp.question[0] = r.Question[0]
+	m.Question = rp.question[:]
+	return rp
+}
+
+// sections returns an empty section with room for n records, and an empty
+// additional section with room for extra records and an OPT record, both in
+// the inline slots when they suffice. Only one call per reply.
+func (rp *reply) sections(n, extra int) (records, additional []dns.RR) {
+	var all []dns.RR
+	if n+extra+1 <= len(rp.slots) {
+		all = rp.slots[:]
+	} else {
+		all = make([]dns.RR, n+extra+1)
+	}
+	return all[:0:n], all[n : n : n+extra+1]
+}
+
+// srv copies an SRV RRset and its glue, all in one array, naming the SRV
+// records owner.
+func (rp *reply) srv(set *srvSet, owner string) (answer, extra []dns.RR) {
+	type srvAndGlue struct {
+		srv  dns.SRV
+		a    dns.A
+		aaaa dns.AAAA
+	}
+	copies := make([]srvAndGlue, max(len(set.srv), len(set.a), len(set.aaaa)))
+	answer, extra = rp.sections(len(set.srv), len(set.a)+len(set.aaaa))
+	for i := range set.srv {
+		copies[i].srv = set.srv[i]
+		copies[i].srv.Hdr.Name = owner
+		answer = append(answer, &copies[i].srv)
+	}
+	for i := range set.a {
+		copies[i].a = set.a[i]
+		extra = append(extra, &copies[i].a)
+	}
+	for i := range set.aaaa {
+		copies[i].aaaa = set.aaaa[i]
+		extra = append(extra, &copies[i].aaaa)
+	}
+	return answer, extra
 }
 
 // Name implements plugin.Handler.
@@ -124,34 +194,30 @@ func relativeName(qname, zone string) string {
 	}
 }
 
-// appendRecords copies record templates, so a plugin downstream that
-// rewrites names or TTLs cannot change the index (addresses stay shared, read
-// only), and gives them the owner name (unless owner is empty: glue is
-// complete already).
-func appendRecords[T any, P interface {
+// appendCopies copies record templates into one new array, so a plugin
+// downstream that rewrites names or TTLs cannot change the index (addresses
+// stay shared, read only), names the copies owner and appends them to out.
+func appendCopies[T any, P interface {
 	*T
 	dns.RR
 }](out []dns.RR, templates []T, owner string) []dns.RR {
-	records := slices.Clone(templates)
-	if out == nil {
-		out = make([]dns.RR, 0, len(records))
-	}
-	for i := range records {
-		rr := P(&records[i])
-		if owner != "" {
-			rr.Header().Name = owner
-		}
+	copies := slices.Clone(templates)
+	for i := range copies {
+		rr := P(&copies[i])
+		rr.Header().Name = owner
 		out = append(out, rr)
 	}
 	return out
 }
 
-func (h *Headless) soa(zone string) *dns.SOA {
+// fillSOA writes the zone's SOA, owned by the zone, into soa.
+func (h *Headless) fillSOA(soa *dns.SOA, zone string) {
 	neg := h.cfg.ttl.negative
-	return &dns.SOA{
+	names := h.soaNames[zone]
+	*soa = dns.SOA{
 		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: neg},
-		Ns:      dnsutil.Join("ns.dns", zone),
-		Mbox:    dnsutil.Join("hostmaster", zone),
+		Ns:      names[0],
+		Mbox:    names[1],
 		Serial:  h.index.soaSerial(),
 		Refresh: 7200,
 		Retry:   1800,
@@ -168,7 +234,7 @@ const maxUDPSize = 4096
 // and does not set TC (RFC 2181 §9); only when answer records must go is TC
 // set. So TCP replies are complete unless a service has more addresses than
 // 64 KiB holds.
-func fit(state request.Request, m *dns.Msg) {
+func fit(state request.Request, m *dns.Msg, compressed int) {
 	state.SizeAndDo(m)
 	size := state.Size() // over TCP the 65535 bytes a message can hold at all
 	if state.Proto() == "udp" {
@@ -182,7 +248,16 @@ func fit(state request.Request, m *dns.Msg) {
 		return
 	}
 	m.Compress = true
-	if m.Len() <= size {
+	if compressed > 0 {
+		// The index measured this reply compressed (without OPT), which
+		// spares building a compression map to measure it again.
+		if o := m.IsEdns0(); o != nil {
+			compressed += dns.Len(o)
+		}
+		if compressed <= size {
+			return
+		}
+	} else if m.Len() <= size {
 		return
 	}
 	var opt []dns.RR

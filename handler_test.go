@@ -359,3 +359,38 @@ func TestApexSOAKeepsTheQuestionsLetterCase(t *testing.T) {
 		t.Fatalf("answer %v", resp.Answer)
 	}
 }
+
+// Plugins after this one in the reply's path (rewrite, cache) change the
+// records they get in place: those must be copies, never the index's own.
+func TestRepliesCanBeChangedWithoutChangingTheIndex(t *testing.T) {
+	h, _ := newTestPlugin(t, "headless cluster.local in-addr.arpa", seedObjects()...)
+	for _, q := range []struct {
+		qname string
+		qtype uint16
+	}{
+		{"cassandra.default.svc.cluster.local.", dns.TypeA},
+		{"_cql._tcp.cassandra.default.svc.cluster.local.", dns.TypeSRV},
+		{"5.1.244.10.in-addr.arpa.", dns.TypePTR},
+		{"nosuch.default.svc.cluster.local.", dns.TypeA},
+	} {
+		before, _ := query(t, h, q.qname, q.qtype)
+		want := before.Copy().String()
+		for _, section := range [][]dns.RR{before.Answer, before.Ns, before.Extra} {
+			for _, rr := range section {
+				rr.Header().Name = "changed.example."
+				rr.Header().Ttl = 99999
+				switch rr := rr.(type) {
+				case *dns.SRV:
+					rr.Target = "changed.example."
+				case *dns.PTR:
+					rr.Ptr = "changed.example."
+				}
+			}
+		}
+		after, _ := query(t, h, q.qname, q.qtype)
+		after.Id = before.Id
+		if got := after.String(); got != want {
+			t.Errorf("%s: changing one reply changed the next:\n%s\nwant\n%s", q.qname, got, want)
+		}
+	}
+}

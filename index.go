@@ -38,6 +38,10 @@ type srvSet struct {
 	srv  []dns.SRV
 	a    []dns.A
 	aaaa []dns.AAAA
+	// compressedLen is the size of the whole reply to the SRV question in
+	// lower case, compressed, without OPT record: the query path knows
+	// from it whether a reply fits without measuring it again.
+	compressedLen int
 }
 
 // service is the part of a Service that decides what is published.
@@ -276,7 +280,11 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 				}
 			}
 		}
-		sa.names["_"+k.name+"._"+k.proto+"."+svcName] = n
+		owner := "_" + k.name + "._" + k.proto + "." + svcName
+		for z, zone := range ix.zones {
+			n.srv[z].compressedLen = compressedReplyLen(dnsutil.Join(owner, zone), &n.srv[z])
+		}
+		sa.names[owner] = n
 		if _, ok := sa.names["_"+k.proto+"."+svcName]; !ok {
 			sa.names["_"+k.proto+"."+svcName] = emptyNonTerminal
 		}
@@ -285,6 +293,23 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 		slices.Sort(sa.ptr[ip])
 	}
 	return sa
+}
+
+// compressedReplyLen measures the reply to an SRV question for owner, as
+// the query path builds it, compressed.
+func compressedReplyLen(owner string, set *srvSet) int {
+	m := &dns.Msg{Compress: true, Question: []dns.Question{{Name: owner, Qtype: dns.TypeSRV, Qclass: dns.ClassINET}}}
+	for _, rr := range set.srv {
+		rr.Hdr.Name = owner
+		m.Answer = append(m.Answer, &rr)
+	}
+	for i := range set.a {
+		m.Extra = append(m.Extra, &set.a[i])
+	}
+	for i := range set.aaaa {
+		m.Extra = append(m.Extra, &set.aaaa[i])
+	}
+	return m.Len()
 }
 
 type namedPort struct {

@@ -303,3 +303,39 @@ func TestGlueIsDroppedWholeRRsetsAtATime(t *testing.T) {
 		}
 	}
 }
+
+// The index measures each SRV reply compressed, so the query path need not:
+// the measure must be exact, neither dropping glue that fits nor letting a
+// reply outgrow the client's buffer.
+func TestMeasuredSRVRepliesFitExactly(t *testing.T) {
+	for pods := 1; pods <= 14; pods++ {
+		h, _ := newTestPlugin(t, "headless cluster.local", bigService(pods)...)
+		for _, bufsize := range []uint16{0, 700, 1232} {
+			for _, qname := range []string{"_http._tcp.big.default.svc.cluster.local.", "_HTTP._tcp.Big.default.svc.cluster.local."} {
+				m := new(dns.Msg)
+				m.SetQuestion(qname, dns.TypeSRV)
+				limit := 512
+				if bufsize > 0 {
+					m.SetEdns0(bufsize, false)
+					limit = int(bufsize)
+				}
+				resp, _ := exchange(t, h, m, false)
+				packed, err := resp.Pack()
+				if err != nil {
+					t.Fatalf("%d pods, %s: %v", pods, qname, err)
+				}
+				if len(packed) > limit {
+					t.Errorf("%d pods, buffer %d, %s: %d bytes", pods, limit, qname, len(packed))
+				}
+				// The whole reply, measured the slow way.
+				tcp, _ := exchange(t, h, m, true)
+				whole := tcp.Copy()
+				whole.Compress = true
+				if fits := whole.Len() <= limit; fits && (resp.Truncated || len(resp.Extra) != len(whole.Extra)) {
+					t.Errorf("%d pods, buffer %d, %s: the whole reply (%d bytes) fits, yet %d of %d additional records came, TC %v",
+						pods, limit, qname, whole.Len(), len(resp.Extra), len(whole.Extra), resp.Truncated)
+				}
+			}
+		}
+	}
+}

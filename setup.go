@@ -15,6 +15,7 @@ import (
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/pkg/dnsutil"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 
@@ -345,12 +346,13 @@ func (cfg *config) restConfig() (*rest.Config, error) {
 type Headless struct {
 	Next plugin.Handler
 
-	cfg     *config
-	zones   []string // forward and reverse zones, for plugin.Zones.Matches
-	index   *index
-	watcher *watcher
-	synced  atomic.Bool
-	cancel  context.CancelFunc
+	cfg      *config
+	zones    []string             // forward and reverse zones, for plugin.Zones.Matches
+	soaNames map[string][2]string // per zone, the SOA's MNAME and RNAME
+	index    *index
+	watcher  *watcher
+	synced   atomic.Bool
+	cancel   context.CancelFunc
 }
 
 func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
@@ -358,6 +360,10 @@ func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
 		cfg:   cfg,
 		zones: append(slices.Clone(cfg.forwardZones), cfg.reverseZones...),
 		index: newIndex(cfg.forwardZones, cfg.ttl, cfg.endpointPodNames),
+	}
+	h.soaNames = make(map[string][2]string, len(h.zones))
+	for _, z := range h.zones {
+		h.soaNames[z] = [2]string{dnsutil.Join("ns.dns", z), dnsutil.Join("hostmaster", z)}
 	}
 	h.watcher = newWatcher(client, h.index, cfg.namespaces, cfg.labels)
 	return h
