@@ -219,6 +219,8 @@ func parseSeeds() []textSeed {
 		{"bad-fallthrough-zone", " {\n fallthrough ..\n}"},
 		{"bad-zone", " cluster..local"},
 		{"host-port-zone", " [::1]:53 cluster.local"},
+		{"zone-trailing-backslash", ` \0\`}, // once accepted as the zone \0\.
+		{"fallthrough-trailing-backslash", " cluster.local {\n fallthrough a\\\n}"},
 		{"unclosed-block", " cluster.local {\n ttl 5"},
 		{"extra-brace", " {\n}\n}"},
 		{"nested-block", " {\n ttl {\n 5\n }\n}"},

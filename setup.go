@@ -18,6 +18,7 @@ import (
 	"github.com/coredns/coredns/plugin/pkg/dnsutil"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/miekg/dns"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -131,7 +132,7 @@ func parse(c *caddy.Controller) (*config, error) {
 func (cfg *config) parseZones(c *caddy.Controller) error {
 	args := c.RemainingArgs()
 	for _, a := range args {
-		if len(plugin.Host(a).NormalizeExact()) == 0 {
+		if !validZone(a) {
 			return c.Errf("zone %q is not a valid domain name or CIDR", a)
 		}
 	}
@@ -153,6 +154,15 @@ func (cfg *config) parseZones(c *caddy.Controller) error {
 		return c.Errf("zones %v: at least one forward zone (such as cluster.local) is needed, to name the pods that PTR records point to", zones)
 	}
 	return nil
+}
+
+// validZone tells whether a zone argument names zones. CoreDNS normalizes
+// some broken names into ones that are not fully qualified (a trailing
+// backslash escapes the dot it appends: \0\ becomes \0\.), and those could
+// never hold a question's name.
+func validZone(arg string) bool {
+	zones := plugin.Host(arg).NormalizeExact()
+	return len(zones) > 0 && !slices.ContainsFunc(zones, func(z string) bool { return !dns.IsFqdn(z) })
 }
 
 // isReverseZone tells whether a lower-case zone is in-addr.arpa. or
@@ -245,7 +255,7 @@ func (cfg *config) parseOption(c *caddy.Controller, option string, args []string
 
 	case "fallthrough":
 		for _, z := range args {
-			if len(plugin.Host(z).NormalizeExact()) == 0 {
+			if !validZone(z) {
 				return c.Errf("fallthrough: zone %q is not a valid domain name", z)
 			}
 		}
