@@ -150,11 +150,15 @@ func TestOddAPIData(t *testing.T) {
 		if tcp.Truncated || len(tcp.Answer) != pods {
 			t.Errorf("TCP: TC %v with %d of %d answers", tcp.Truncated, len(tcp.Answer), pods)
 		}
-		for _, bufsize := range []uint16{0, 1232, 4096, 65535} {
-			n, udp := rawUDP(t, s.addr, "huge"+zone, dns.TypeA, bufsize)
+		for _, bufsize := range []uint16{0, 100, 1232, 4096, 65535} {
 			limit := min(max(int(bufsize), 512), 4096)
+			n, udp := rawUDP(t, s.addr, "huge"+zone, dns.TypeA, bufsize)
 			if !udp.Truncated || n > limit || n < limit-100 || len(udp.Answer) == 0 {
-				t.Errorf("UDP, buffer %d: TC %v, %d answers in %d bytes", bufsize, udp.Truncated, len(udp.Answer), n)
+				t.Errorf("UDP A, buffer %d: TC %v, %d answers in %d bytes", bufsize, udp.Truncated, len(udp.Answer), n)
+			}
+			n, udp = rawUDP(t, s.addr, "_http._tcp.huge"+zone, dns.TypeSRV, bufsize)
+			if !udp.Truncated || n > limit || len(udp.Answer) == 0 {
+				t.Errorf("UDP SRV, buffer %d: TC %v, %d answers in %d bytes", bufsize, udp.Truncated, len(udp.Answer), n)
 			}
 		}
 	})
