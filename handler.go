@@ -2,6 +2,7 @@ package headless
 
 import (
 	"context"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -36,21 +37,23 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		return dns.RcodeRefused, nil
 	}
 
-	reverse := isReverseZone(zone)
-	rel := relativeName(qname, zone)
-	var n *node
-	switch {
+	var (
+		found bool
+		e     entry   // at a forward name
+		ptr   *ptrSet // at a reverse name
+	)
+	switch rel := relativeName(qname, zone); {
 	case rel == "":
 		if state.QType() != dns.TypeSOA && h.cfg.fall.Through(qname) {
 			return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 		}
-		n = emptyNonTerminal // the apex exists, and holds only the SOA
-	case reverse:
-		n = h.index.lookupReverse(qname)
+		found = true // the apex exists, and holds only the SOA
+	case isReverseZone(zone):
+		ptr, found = h.index.lookupReverse(qname)
 	default:
-		n = h.index.lookup(rel)
+		e, found = h.index.lookup(rel)
 	}
-	if n == nil && h.cfg.fall.Through(qname) {
+	if !found && h.cfg.fall.Through(qname) {
 		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 	}
 
@@ -58,29 +61,34 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	m := &rp.msg
 	owner := state.QName()
 	compressed := 0 // the reply's compressed size, when the index knows it
-	switch {
-	case n == nil:
+	ttl := h.cfg.ttl
+	switch qtype := state.QType(); {
+	case !found:
 		m.Rcode = dns.RcodeNameError
-	case rel == "" && state.QType() == dns.TypeSOA:
+	case qname == zone && qtype == dns.TypeSOA:
 		h.fillSOA(&rp.soa, zone)
 		rp.soa.Hdr.Name = owner
 		m.Answer, m.Extra = rp.sections(1, 0)
 		m.Answer = append(m.Answer, &rp.soa)
-	case state.QType() == dns.TypeA && len(n.a) > 0:
-		m.Answer, m.Extra = rp.sections(len(n.a), 0)
-		m.Answer = appendCopies(m.Answer, n.a, owner)
-	case state.QType() == dns.TypeAAAA && len(n.aaaa) > 0:
-		m.Answer, m.Extra = rp.sections(len(n.aaaa), 0)
-		m.Answer = appendCopies(m.Answer, n.aaaa, owner)
-	case state.QType() == dns.TypeSRV && len(n.srv) > 0:
-		set := &n.srv[slices.Index(h.cfg.forwardZones, zone)]
-		m.Answer, m.Extra = rp.srv(set, owner)
-		if owner == qname { // asked in lower case, as the index measured it
-			compressed = set.compressedLen
+	case qtype == dns.TypeA || qtype == dns.TypeAAAA:
+		addrs, ttl := e.addresses(ttl)
+		if qtype == dns.TypeA && addrs.v4 > 0 {
+			m.Answer, m.Extra = rp.sections(addrs.v4, 0)
+			m.Answer = appendA(m.Answer, addrs.a(), owner, ttl)
+		} else if qtype == dns.TypeAAAA && len(addrs.aaaa()) > 0 {
+			m.Answer, m.Extra = rp.sections(len(addrs.aaaa()), 0)
+			m.Answer = appendAAAA(m.Answer, addrs.aaaa(), owner, ttl)
 		}
-	case state.QType() == dns.TypePTR && len(n.ptr) > 0:
-		m.Answer, m.Extra = rp.sections(len(n.ptr), 0)
-		m.Answer = appendCopies(m.Answer, n.ptr, owner)
+	case qtype == dns.TypeSRV && e.kind == srvName:
+		z := slices.Index(h.cfg.forwardZones, zone)
+		set := &e.svc.srv[e.i]
+		m.Answer, m.Extra = rp.srv(e.svc, set, z, owner, ttl)
+		if owner == qname { // asked in lower case, as the index measured it
+			compressed = set.compressedLen[z]
+		}
+	case qtype == dns.TypePTR && ptr != nil:
+		m.Answer, m.Extra = rp.sections(len(ptr.targets), 0)
+		m.Answer = appendPTR(m.Answer, ptr.targets, owner, ttl.ptr)
 	}
 	if len(m.Answer) == 0 { // NXDOMAIN or NODATA: the zone's SOA tells how long to cache it
 		h.fillSOA(&rp.soa, zone)
@@ -132,30 +140,75 @@ func (rp *reply) sections(n, extra int) (records, additional []dns.RR) {
 	return all[:0:n], all[n : n : n+extra+1]
 }
 
-// srv copies an SRV RRset and its glue, all in one array, naming the SRV
-// records owner.
-func (rp *reply) srv(set *srvSet, owner string) (answer, extra []dns.RR) {
+// srv makes an SRV RRset in zone z, owned by owner, and its glue, all in
+// one array.
+func (rp *reply) srv(sd *serviceData, set *srvData, z int, owner string, t ttls) (answer, extra []dns.RR) {
 	type srvAndGlue struct {
 		srv  dns.SRV
 		a    dns.A
 		aaaa dns.AAAA
 	}
-	copies := make([]srvAndGlue, max(len(set.srv), len(set.a), len(set.aaaa)))
-	answer, extra = rp.sections(len(set.srv), len(set.a)+len(set.aaaa))
-	for i := range set.srv {
-		copies[i].srv = set.srv[i]
-		copies[i].srv.Hdr.Name = owner
+	copies := make([]srvAndGlue, max(len(set.targets), set.glueA, set.glueAll-set.glueA))
+	answer, extra = rp.sections(len(set.targets), set.glueAll)
+	for i, target := range set.targets {
+		copies[i].srv = dns.SRV{
+			Hdr:    dns.RR_Header{Name: owner, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: t.srv},
+			Weight: set.weight, Port: target.port, Target: sd.fqdn(target.pod, z),
+		}
 		answer = append(answer, &copies[i].srv)
 	}
-	for i := range set.a {
-		copies[i].a = set.a[i]
-		extra = append(extra, &copies[i].a)
+	// Glue: every A record, then every AAAA record, pod by pod.
+	a, aaaa := 0, 0
+	for _, pod := range set.glue {
+		name, addrs := sd.fqdn(pod, z), sd.pods[pod].addrs
+		for _, ip := range addrs.a() {
+			copies[a].a = dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: t.pod}, A: ip}
+			extra = append(extra, &copies[a].a)
+			a++
+		}
 	}
-	for i := range set.aaaa {
-		copies[i].aaaa = set.aaaa[i]
-		extra = append(extra, &copies[i].aaaa)
+	for _, pod := range set.glue {
+		name, addrs := sd.fqdn(pod, z), sd.pods[pod].addrs
+		for _, ip := range addrs.aaaa() {
+			copies[aaaa].aaaa = dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: t.pod}, AAAA: ip}
+			extra = append(extra, &copies[aaaa].aaaa)
+			aaaa++
+		}
 	}
 	return answer, extra
+}
+
+// appendA makes A records owned by owner for ips, in one new array, and
+// appends them to out. Records are always new: plugins downstream (rewrite,
+// cache) change names and TTLs in place. The addresses are shared, and
+// read only.
+func appendA(out []dns.RR, ips []net.IP, owner string, ttl uint32) []dns.RR {
+	records := make([]dns.A, len(ips))
+	for i, ip := range ips {
+		records[i] = dns.A{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: ip}
+		out = append(out, &records[i])
+	}
+	return out
+}
+
+// appendAAAA is appendA for IPv6.
+func appendAAAA(out []dns.RR, ips []net.IP, owner string, ttl uint32) []dns.RR {
+	records := make([]dns.AAAA, len(ips))
+	for i, ip := range ips {
+		records[i] = dns.AAAA{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: ip}
+		out = append(out, &records[i])
+	}
+	return out
+}
+
+// appendPTR makes PTR records owned by owner pointing at targets.
+func appendPTR(out []dns.RR, targets []string, owner string, ttl uint32) []dns.RR {
+	records := make([]dns.PTR, len(targets))
+	for i, target := range targets {
+		records[i] = dns.PTR{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: ttl}, Ptr: target}
+		out = append(out, &records[i])
+	}
+	return out
 }
 
 // Name implements plugin.Handler.
@@ -192,22 +245,6 @@ func relativeName(qname, zone string) string {
 	default:
 		return qname[:len(qname)-len(zone)-1]
 	}
-}
-
-// appendCopies copies record templates into one new array, so a plugin
-// downstream that rewrites names or TTLs cannot change the index (addresses
-// stay shared, read only), names the copies owner and appends them to out.
-func appendCopies[T any, P interface {
-	*T
-	dns.RR
-}](out []dns.RR, templates []T, owner string) []dns.RR {
-	copies := slices.Clone(templates)
-	for i := range copies {
-		rr := P(&copies[i])
-		rr.Header().Name = owner
-		out = append(out, rr)
-	}
-	return out
 }
 
 // fillSOA writes the zone's SOA, owned by the zone, into soa.

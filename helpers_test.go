@@ -164,3 +164,18 @@ func seedObjects() []runtime.Object {
 			endpoint("", "10.0.0.50"), endpoint("", "10.0.0.51")),
 	}
 }
+
+// reverseNames lists every reverse name the index holds: PTR names and the
+// empty non-terminals above them.
+func (ix *index) reverseNames() []string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var names []string
+	for ip := range ix.ptr {
+		names = append(names, reverseName(ip))
+	}
+	for name := range ix.reverseENT {
+		names = append(names, name)
+	}
+	return names
+}

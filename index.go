@@ -17,44 +17,97 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// node is everything published at one DNS name. It is built once per change
-// and never modified after it is published, so queries read it without locks.
-// Owner names of a, aaaa, srv and ptr are left empty: the query fills in the
-// question's name as asked.
-type node struct {
-	a    []dns.A
-	aaaa []dns.AAAA
-	srv  []srvSet // one per forward zone, for SRV names only
-	ptr  []dns.PTR
+// serviceData is everything one headless service publishes. It is built
+// once per change of the service and never modified after it is published,
+// so queries read it without locks. It holds no DNS records: a reply needs
+// copies of its records anyway (see reply), so the query path makes them
+// straight from these addresses and names, and the index keeps only what
+// tells one record from another.
+type serviceData struct {
+	rel   string    // "web.default.svc", relative to the forward zones
+	addrs addrSet   // every ready address of the service
+	pods  []podData // by label
+	srv   []srvData // one per named port and protocol
+	// fqdns[i*zones+z] is pods[i]'s complete name in forward zone z:
+	// SRV targets, glue owners and (zone 0) PTR targets share them.
+	fqdns []string
+	zones int
 }
 
-// emptyNonTerminal is every name that exists only for the names below it:
-// svc, a namespace, a service's _tcp. One node serves them all.
-var emptyNonTerminal = &node{}
-
-// srvSet is an SRV RRset and its glue, for one forward zone: targets and
-// glue owner names are complete names in that zone.
-type srvSet struct {
-	srv  []dns.SRV
-	a    []dns.A
-	aaaa []dns.AAAA
-	// compressedLen is the size of the whole reply to the SRV question in
-	// lower case, compressed, without OPT record: the query path knows
-	// from it whether a reply fits without measuring it again.
-	compressedLen int
+// addrSet is addresses as A and AAAA records carry them, sorted, IPv4
+// first. The addresses of a service share one backing array.
+type addrSet struct {
+	ips []net.IP
+	v4  int // ips[:v4] are IPv4, ips[v4:] IPv6
 }
 
-// service is the part of a Service that decides what is published.
-type service struct {
-	namespace, name string
-	hasSelector     bool
+func (s addrSet) a() []net.IP    { return s.ips[:s.v4] }
+func (s addrSet) aaaa() []net.IP { return s.ips[s.v4:] }
+
+// podData is one name under the service: a pod's hostname, or an id made
+// from its address.
+type podData struct {
+	rel   string // "web-0.web.default.svc"
+	addrs addrSet
 }
 
-// serviceAnswers is what one service publishes, ready to be swapped in.
-type serviceAnswers struct {
-	names     map[string]*node        // relative to the zone, e.g. "web-0.web.default.svc"
-	ptr       map[netip.Addr][]string // pod names that hold each IP, in the primary zone
-	endpoints int                     // ready endpoint addresses, deduplicated
+// srvData is one SRV RRset, "_cql._tcp.web.default.svc", and its glue.
+type srvData struct {
+	rel     string
+	targets []srvTarget // by pod label, then port
+	glue    []int32     // pods whose addresses follow as glue, in order
+	glueA   int         // their IPv4 addresses
+	glueAll int         // all their addresses
+	weight  uint16
+	// compressedLen[z] is the size of the whole reply to the SRV question
+	// in zone z, in lower case, compressed, without OPT record: the query
+	// path knows from it whether a reply fits without measuring it again.
+	compressedLen []int
+}
+
+type srvTarget struct {
+	pod  int32
+	port uint16
+}
+
+// fqdn is pods[pod]'s complete name in forward zone z.
+func (sd *serviceData) fqdn(pod int32, z int) string { return sd.fqdns[int(pod)*sd.zones+z] }
+
+// entryKind says what a forward name is.
+type entryKind uint8
+
+const (
+	emptyNonTerminal entryKind = iota // exists for the names below it: svc, a namespace, _tcp.web...
+	serviceName                       // web.default.svc
+	podName                           // web-0.web.default.svc
+	srvName                           // _cql._tcp.web.default.svc
+)
+
+// entry is what the index holds at one forward name: a kind, and for all
+// but empty non-terminals the service and which of its pods or SRV RRsets.
+// It is a value, so a name costs its map slot and nothing more.
+type entry struct {
+	svc  *serviceData
+	kind entryKind
+	i    int32
+}
+
+// addresses returns the entry's A/AAAA addresses and their TTL.
+func (e entry) addresses(t ttls) (addrSet, uint32) {
+	switch e.kind {
+	case serviceName:
+		return e.svc.addrs, t.service
+	case podName:
+		return e.svc.pods[e.i].addrs, t.pod
+	}
+	return addrSet{}, 0
+}
+
+// ptrSet is the PTR RRset of one address, and which services hold that
+// address (an IP can pass from one service to another, or be shared).
+type ptrSet struct {
+	targets []string // sorted, distinct
+	owners  []ptrOwner
 }
 
 // ptrOwner is one service's names for an IP. An IP is almost always held
@@ -64,37 +117,40 @@ type ptrOwner struct {
 	targets []string // full pod names in the primary zone
 }
 
+// service is the part of a Service that decides what is published.
+type service struct {
+	namespace, name string
+	hasSelector     bool
+}
+
 // published is the bookkeeping of one known service, for replacing it.
 type published struct {
 	namespace string
-	names     []string
-	ptrIPs    []netip.Addr
-	endpoints int
+	data      *serviceData // nil while it has no ready endpoint
 }
 
 // index holds the published answers. Queries take the read lock for one map
 // lookup; the informer side rebuilds one service at a time and swaps its
-// nodes in under the write lock, so an update costs what that service has,
+// entries in under the write lock, so an update costs what that service has,
 // whatever the number of services.
 type index struct {
 	zones    []string // forward zones; zones[0] names PTR targets
 	ttl      ttls
 	podNames bool
 
-	mu      sync.RWMutex
-	names   map[string]*node // forward names relative to their zone, lower case
-	reverse map[string]*node // full reverse names, lower case
-	serial  uint32
-
-	// Writer-side state, guarded by buildMu.
-	buildMu   sync.Mutex
-	services  map[string]*published     // known headless services, by "namespace/name"
-	perNS     map[string]int            // known services per namespace
-	ptrOwners map[netip.Addr][]ptrOwner // who holds each IP, for its PTRs
-	endpoints int
+	mu    sync.RWMutex
+	names map[string]entry // forward names relative to their zone, lower case
+	ptr   map[netip.Addr]*ptrSet
 	// PTR names below each reverse empty non-terminal (244.10.in-addr.arpa.
 	// for 10.244.1.5): while any, it answers NODATA, not NXDOMAIN (RFC 8020).
 	reverseENT map[string]int
+	serial     uint32
+
+	// Writer-side state, guarded by buildMu.
+	buildMu   sync.Mutex
+	services  map[string]*published // known headless services, by "namespace/name"
+	perNS     map[string]int        // known services per namespace
+	endpoints int
 }
 
 func newIndex(zones []string, t ttls, podNames bool) *index {
@@ -102,30 +158,34 @@ func newIndex(zones []string, t ttls, podNames bool) *index {
 		zones:      zones,
 		ttl:        t,
 		podNames:   podNames,
-		names:      map[string]*node{},
-		reverse:    map[string]*node{},
+		names:      map[string]entry{},
+		ptr:        map[netip.Addr]*ptrSet{},
+		reverseENT: map[string]int{},
 		serial:     uint32(time.Now().Unix()),
 		services:   map[string]*published{},
 		perNS:      map[string]int{},
-		ptrOwners:  map[netip.Addr][]ptrOwner{},
-		reverseENT: map[string]int{},
 	}
 }
 
-// lookup returns the node at a forward name relative to its zone.
-func (ix *index) lookup(rel string) *node {
+// lookup returns the entry at a forward name relative to its zone.
+func (ix *index) lookup(rel string) (entry, bool) {
 	ix.mu.RLock()
-	n := ix.names[rel]
+	e, ok := ix.names[rel]
 	ix.mu.RUnlock()
-	return n
+	return e, ok
 }
 
-// lookupReverse returns the node at a full reverse name.
-func (ix *index) lookupReverse(name string) *node {
+// lookupReverse returns the PTR RRset at a full reverse name (nil at a
+// reverse empty non-terminal), and whether the name exists.
+func (ix *index) lookupReverse(name string) (*ptrSet, bool) {
+	ip, isAddress := parseReverseName(name)
 	ix.mu.RLock()
-	n := ix.reverse[name]
-	ix.mu.RUnlock()
-	return n
+	defer ix.mu.RUnlock()
+	if isAddress {
+		p := ix.ptr[ip]
+		return p, p != nil
+	}
+	return nil, ix.reverseENT[name] > 0
 }
 
 // soaSerial is the serial of the zones' SOA: the time of the last change.
@@ -152,16 +212,16 @@ func (ix *index) rebuild(key string, read func() (*service, []*discovery.Endpoin
 	ix.buildMu.Lock()
 	defer ix.buildMu.Unlock()
 	svc, endpointSlices := read()
-	var sa *serviceAnswers
+	var sd *serviceData
 	if svc != nil {
-		sa = ix.build(svc, endpointSlices)
+		sd = ix.build(svc, endpointSlices)
 	}
-	ix.publish(key, svc, sa)
+	ix.publish(key, svc, sd)
 }
 
-// build computes every answer of one service. It returns nil when the service
-// has no ready endpoint: then nothing under its name exists.
-func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) *serviceAnswers {
+// build computes what one service publishes. It returns nil when the
+// service has no ready endpoint: then nothing under its name exists.
+func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) *serviceData {
 	type srvKey struct{ name, proto string }
 	type target struct {
 		host string
@@ -226,90 +286,336 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 		return nil
 	}
 
-	svcName := svc.name + "." + svc.namespace + ".svc"
-	// Every complete pod name, per zone, built once: SRV targets, glue
-	// owners and PTR targets share these strings.
-	fqdns := make([]map[string]string, len(ix.zones))
-	for z, zone := range ix.zones {
-		fqdns[z] = make(map[string]string, len(hosts))
-		for host := range hosts {
-			fqdns[z][host] = dnsutil.Join(host, svcName, zone)
+	sd := &serviceData{rel: svc.name + "." + svc.namespace + ".svc", zones: len(ix.zones)}
+	// Every address once, in one backing array; pods' sets point into it.
+	slices.SortFunc(serviceIPs, compareAddrs)
+	raw := make([]byte, 0, 16*len(serviceIPs))
+	wire := make(map[netip.Addr]net.IP, len(serviceIPs))
+	sd.addrs.ips = make([]net.IP, len(serviceIPs))
+	for i, ip := range serviceIPs {
+		if ip.Is4() {
+			b := ip.As4()
+			raw = append(raw, b[:]...)
+			sd.addrs.v4++
+			sd.addrs.ips[i] = net.IP(raw[len(raw)-4 : len(raw) : len(raw)])
+		} else {
+			b := ip.As16()
+			raw = append(raw, b[:]...)
+			sd.addrs.ips[i] = net.IP(raw[len(raw)-16 : len(raw) : len(raw)])
 		}
+		wire[ip] = sd.addrs.ips[i]
 	}
-	sa := &serviceAnswers{
-		names:     map[string]*node{},
-		ptr:       map[netip.Addr][]string{},
-		endpoints: len(serviceIPs),
-	}
-	sa.names[svcName] = ix.addressNode(serviceIPs, ix.ttl.service)
+
+	labels := make([]string, 0, len(hosts))
+	podIPs := 0
 	for host, ips := range hosts {
-		sa.names[host+"."+svcName] = ix.addressNode(ips, ix.ttl.pod)
+		labels = append(labels, host)
+		podIPs += len(ips)
+	}
+	slices.Sort(labels)
+	sd.pods = make([]podData, len(labels))
+	sd.fqdns = make([]string, len(labels)*len(ix.zones))
+	all := make([]net.IP, 0, podIPs) // the pods' address lists, end to end
+	for i, host := range labels {
+		ips := hosts[host]
+		slices.SortFunc(ips, compareAddrs)
+		start := len(all)
+		v4 := 0
 		for _, ip := range ips {
-			sa.ptr[ip] = append(sa.ptr[ip], fqdns[0][host])
+			all = append(all, wire[ip])
+			if ip.Is4() {
+				v4++
+			}
+		}
+		for z, zone := range ix.zones {
+			sd.fqdns[i*len(ix.zones)+z] = dnsutil.Join(host, sd.rel, zone)
+		}
+		// The relative name is the start of the first complete name.
+		sd.pods[i] = podData{
+			rel:   sd.fqdns[i*len(ix.zones)][:len(host)+1+len(sd.rel)],
+			addrs: addrSet{ips: all[start:len(all):len(all)], v4: v4},
 		}
 	}
-	for k, targets := range srvTargets {
+
+	keys := make([]srvKey, 0, len(srvTargets))
+	for k := range srvTargets {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b srvKey) int { return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.proto, b.proto)) })
+	sd.srv = make([]srvData, len(keys))
+	for j, k := range keys {
+		targets := srvTargets[k]
 		slices.SortFunc(targets, func(a, b target) int {
 			return cmp.Or(cmp.Compare(a.host, b.host), cmp.Compare(a.port, b.port))
 		})
-		n := &node{srv: make([]srvSet, len(ix.zones))}
-		weight := uint16(max(1, 100/len(targets)))
-		for z := range ix.zones {
-			set := &n.srv[z]
-			set.srv = make([]dns.SRV, 0, len(targets))
-			set.a = make([]dns.A, 0, len(targets))
-			glued := map[string]bool{}
-			for _, t := range targets {
-				name := fqdns[z][t.host]
-				set.srv = append(set.srv, dns.SRV{
-					Hdr:    dns.RR_Header{Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ix.ttl.srv},
-					Weight: weight, Port: t.port, Target: name,
-				})
-				if glued[name] {
-					continue
-				}
-				glued[name] = true
-				glue := ix.addressNode(hosts[t.host], ix.ttl.pod)
-				for _, rr := range glue.a {
-					rr.Hdr.Name = name
-					set.a = append(set.a, rr)
-				}
-				for _, rr := range glue.aaaa {
-					rr.Hdr.Name = name
-					set.aaaa = append(set.aaaa, rr)
-				}
+		set := &sd.srv[j]
+		set.rel = "_" + k.name + "._" + k.proto + "." + sd.rel
+		set.weight = uint16(max(1, 100/len(targets)))
+		set.targets = make([]srvTarget, len(targets))
+		for i, t := range targets {
+			pod, _ := slices.BinarySearch(labels, t.host)
+			set.targets[i] = srvTarget{pod: int32(pod), port: t.port}
+			if !slices.Contains(set.glue, int32(pod)) {
+				set.glue = append(set.glue, int32(pod))
+				set.glueA += sd.pods[pod].addrs.v4
+				set.glueAll += len(sd.pods[pod].addrs.ips)
 			}
 		}
-		owner := "_" + k.name + "._" + k.proto + "." + svcName
+		set.compressedLen = make([]int, len(ix.zones))
 		for z, zone := range ix.zones {
-			n.srv[z].compressedLen = compressedReplyLen(dnsutil.Join(owner, zone), &n.srv[z])
-		}
-		sa.names[owner] = n
-		if _, ok := sa.names["_"+k.proto+"."+svcName]; !ok {
-			sa.names["_"+k.proto+"."+svcName] = emptyNonTerminal
+			owner := dnsutil.Join(set.rel, zone)
+			m := &dns.Msg{Compress: true, Question: []dns.Question{{Name: owner, Qtype: dns.TypeSRV, Qclass: dns.ClassINET}}}
+			m.Answer, m.Extra = new(reply).srv(sd, set, z, owner, ix.ttl)
+			set.compressedLen[z] = m.Len()
 		}
 	}
-	for ip := range sa.ptr {
-		slices.Sort(sa.ptr[ip])
-	}
-	return sa
+	return sd
 }
 
-// compressedReplyLen measures the reply to an SRV question for owner, as
-// the query path builds it, compressed.
-func compressedReplyLen(owner string, set *srvSet) int {
-	m := &dns.Msg{Compress: true, Question: []dns.Question{{Name: owner, Qtype: dns.TypeSRV, Qclass: dns.ClassINET}}}
-	for _, rr := range set.srv {
-		rr.Hdr.Name = owner
-		m.Answer = append(m.Answer, &rr)
+// compareAddrs orders IPv4 addresses before IPv6 ones, each by value.
+func compareAddrs(a, b netip.Addr) int { return a.Compare(b) }
+
+// names lists every forward name sd publishes, with its entry.
+func (sd *serviceData) names(yield func(string, entry) bool) {
+	if !yield(sd.rel, entry{svc: sd, kind: serviceName}) {
+		return
 	}
-	for i := range set.a {
-		m.Extra = append(m.Extra, &set.a[i])
+	for i := range sd.pods {
+		if !yield(sd.pods[i].rel, entry{svc: sd, kind: podName, i: int32(i)}) {
+			return
+		}
 	}
-	for i := range set.aaaa {
-		m.Extra = append(m.Extra, &set.aaaa[i])
+	for j := range sd.srv {
+		rel := sd.srv[j].rel
+		if !yield(rel, entry{svc: sd, kind: srvName, i: int32(j)}) {
+			return
+		}
+		// "_tcp.web.default.svc": the SRV name without its first label.
+		if !yield(rel[strings.IndexByte(rel, '.')+1:], entry{kind: emptyNonTerminal}) {
+			return
+		}
 	}
-	return m.Len()
+}
+
+// ptrTargets returns, per address of sd, the pod names that hold it.
+func (sd *serviceData) ptrTargets() map[netip.Addr][]string {
+	out := make(map[netip.Addr][]string, len(sd.addrs.ips))
+	for i := range sd.pods {
+		for _, wire := range sd.pods[i].addrs.ips {
+			ip, _ := netip.AddrFromSlice(wire)
+			out[ip] = append(out[ip], sd.fqdn(int32(i), 0))
+		}
+	}
+	for _, targets := range out {
+		slices.Sort(targets)
+	}
+	return out
+}
+
+// publish replaces what the service key published before with sd (nil
+// removes it), keeping the shared names (svc and namespace empty
+// non-terminals, PTRs and reverse empty non-terminals) right.
+func (ix *index) publish(key string, svc *service, sd *serviceData) {
+	old := ix.services[key]
+	if old == nil && svc == nil {
+		return
+	}
+	var next *published
+	if svc != nil {
+		next = &published{namespace: svc.namespace, data: sd}
+	}
+
+	// PTR owners first: which addresses change, and to what. Only this
+	// writer changes ix.ptr, so it may read it unlocked.
+	ptrChanges := map[netip.Addr]*ptrSet{}
+	var newTargets map[netip.Addr][]string
+	if sd != nil {
+		newTargets = sd.ptrTargets()
+	}
+	if old != nil && old.data != nil {
+		for ip := range old.data.ptrTargets() {
+			ptrChanges[ip] = nil
+		}
+	}
+	for ip := range newTargets {
+		ptrChanges[ip] = nil
+	}
+	for ip := range ptrChanges {
+		var owners []ptrOwner
+		if cur := ix.ptr[ip]; cur != nil {
+			owners = slices.DeleteFunc(slices.Clone(cur.owners), func(o ptrOwner) bool { return o.service == key })
+		}
+		if targets, ok := newTargets[ip]; ok {
+			owners = append(owners, ptrOwner{service: key, targets: targets})
+		}
+		ptrChanges[ip] = newPTRSet(owners)
+	}
+
+	// Namespace and svc empty non-terminals follow the known services: a
+	// service counts even with no ready endpoint (then it publishes no
+	// name of its own).
+	nsDelta := map[string]int{}
+	if old != nil {
+		nsDelta[old.namespace]--
+		if old.data != nil {
+			ix.endpoints -= len(old.data.addrs.ips)
+		}
+		delete(ix.services, key)
+	}
+	if next != nil {
+		nsDelta[next.namespace]++
+		if sd != nil {
+			ix.endpoints += len(sd.addrs.ips)
+		}
+		ix.services[key] = next
+	}
+	ents := map[string]bool{} // name → exists
+	for ns, d := range nsDelta {
+		before := ix.perNS[ns]
+		after := before + d
+		if after == 0 {
+			delete(ix.perNS, ns)
+		} else {
+			ix.perNS[ns] = after
+		}
+		if (before == 0) != (after == 0) {
+			ents[ns+".svc"] = after > 0
+		}
+	}
+	ents["svc"] = len(ix.services) > 0
+
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if old != nil && old.data != nil {
+		for name := range old.data.names {
+			delete(ix.names, name)
+		}
+	}
+	if sd != nil {
+		for name, e := range sd.names {
+			// A name that is both a service's _tcp and an SRV name of
+			// another cannot happen: labels starting with _ are not
+			// hostnames or service names. So the last write wins safely.
+			ix.names[name] = e
+		}
+	}
+	for name, exists := range ents {
+		if !exists {
+			delete(ix.names, name)
+		} else if _, ok := ix.names[name]; !ok {
+			ix.names[name] = entry{kind: emptyNonTerminal}
+		}
+	}
+	for ip, set := range ptrChanges {
+		had := ix.ptr[ip] != nil
+		if set == nil {
+			delete(ix.ptr, ip)
+		} else {
+			ix.ptr[ip] = set
+		}
+		if had != (set != nil) {
+			ix.countReverseAncestors(reverseName(ip), set != nil)
+		}
+	}
+	ix.serial++
+}
+
+// newPTRSet merges the owners' names for one address, or returns nil when
+// no service holds it any more.
+func newPTRSet(owners []ptrOwner) *ptrSet {
+	switch len(owners) {
+	case 0:
+		return nil
+	case 1: // the usual case: the owner's sorted names are the RRset
+		return &ptrSet{targets: owners[0].targets, owners: owners}
+	}
+	var targets []string
+	for _, o := range owners {
+		targets = append(targets, o.targets...)
+	}
+	slices.Sort(targets)
+	return &ptrSet{targets: slices.Compact(targets), owners: owners}
+}
+
+// countReverseAncestors adds (or takes away) one PTR name below each
+// ancestor of name, up to in-addr.arpa. or ip6.arpa. Callers hold mu.
+func (ix *index) countReverseAncestors(name string, added bool) {
+	for {
+		name = name[strings.IndexByte(name, '.')+1:]
+		if name == "in-addr.arpa." || name == "ip6.arpa." || name == "" {
+			return
+		}
+		switch before := ix.reverseENT[name]; {
+		case added:
+			ix.reverseENT[name] = before + 1
+		case before <= 1:
+			delete(ix.reverseENT, name)
+		default:
+			ix.reverseENT[name] = before - 1
+		}
+	}
+}
+
+// parseReverseName returns the address a complete reverse name stands for:
+// four decimal labels under in-addr.arpa. or 32 nibbles under ip6.arpa.,
+// written as reverseName writes them (lower case, no leading zeros). It
+// allocates nothing.
+func parseReverseName(name string) (netip.Addr, bool) {
+	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa."); ok {
+		var b [4]byte
+		for i := 3; i >= 0; i-- {
+			label := rest
+			if i > 0 {
+				dot := strings.IndexByte(rest, '.')
+				if dot < 0 {
+					return netip.Addr{}, false
+				}
+				label, rest = rest[:dot], rest[dot+1:]
+			}
+			if len(label) == 0 || len(label) > 3 || (len(label) > 1 && label[0] == '0') {
+				return netip.Addr{}, false
+			}
+			v := 0
+			for _, c := range []byte(label) {
+				if c < '0' || c > '9' {
+					return netip.Addr{}, false
+				}
+				v = 10*v + int(c-'0')
+			}
+			if v > 255 {
+				return netip.Addr{}, false
+			}
+			b[i] = byte(v)
+		}
+		return netip.AddrFrom4(b), true
+	}
+	if rest, ok := strings.CutSuffix(name, ".ip6.arpa."); ok && len(rest) == 63 {
+		var b [16]byte
+		for i := range 32 {
+			c := rest[2*i]
+			if i < 31 && rest[2*i+1] != '.' {
+				return netip.Addr{}, false
+			}
+			var v byte
+			switch {
+			case c >= '0' && c <= '9':
+				v = c - '0'
+			case c >= 'a' && c <= 'f':
+				v = c - 'a' + 10
+			default:
+				return netip.Addr{}, false
+			}
+			// The first label is the last nibble.
+			pos := 31 - i
+			if pos%2 == 0 {
+				b[pos/2] |= v << 4
+			} else {
+				b[pos/2] |= v
+			}
+		}
+		return netip.AddrFrom16(b), true
+	}
+	return netip.Addr{}, false
 }
 
 type namedPort struct {
@@ -375,199 +681,6 @@ func ipLabel(ip netip.Addr) string {
 		sb.WriteString(g)
 	}
 	return sb.String()
-}
-
-// addressNode holds A and AAAA templates for ips, sorted so that answers
-// are stable (the loadbalance plugin shuffles them if wanted).
-func (ix *index) addressNode(ips []netip.Addr, ttl uint32) *node {
-	sorted := slices.Clone(ips)
-	slices.SortFunc(sorted, netip.Addr.Compare)
-	v4 := 0
-	for _, ip := range sorted {
-		if ip.Is4() {
-			v4++
-		}
-	}
-	n := &node{}
-	if v4 > 0 {
-		n.a = make([]dns.A, 0, v4)
-	}
-	if v4 < len(sorted) {
-		n.aaaa = make([]dns.AAAA, 0, len(sorted)-v4)
-	}
-	// One backing array for every address of the node, not one each.
-	raw := make([]byte, 0, 16*len(sorted))
-	for _, ip := range sorted {
-		if ip.Is4() {
-			b := ip.As4()
-			raw = append(raw, b[:]...)
-			n.a = append(n.a, dns.A{
-				Hdr: dns.RR_Header{Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl},
-				A:   net.IP(raw[len(raw)-4 : len(raw) : len(raw)]),
-			})
-		} else {
-			b := ip.As16()
-			raw = append(raw, b[:]...)
-			n.aaaa = append(n.aaaa, dns.AAAA{
-				Hdr:  dns.RR_Header{Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl},
-				AAAA: net.IP(raw[len(raw)-16 : len(raw) : len(raw)]),
-			})
-		}
-	}
-	return n
-}
-
-// publish replaces what the service key published before with sa (nil
-// removes it), keeping the shared names (svc and namespace empty
-// non-terminals, PTRs) right.
-func (ix *index) publish(key string, svc *service, sa *serviceAnswers) {
-	old := ix.services[key]
-	if old == nil && svc == nil {
-		return
-	}
-	// A known service counts for the namespace's empty non-terminal even
-	// with no ready endpoint (then it publishes no name of its own).
-	var next *published
-	if svc != nil {
-		next = &published{namespace: svc.namespace}
-	}
-	if sa != nil {
-		next.endpoints = sa.endpoints
-		for name := range sa.names {
-			next.names = append(next.names, name)
-		}
-		for ip := range sa.ptr {
-			next.ptrIPs = append(next.ptrIPs, ip)
-		}
-	}
-
-	// PTR owners first: which reverse names change, and to what.
-	touched := map[netip.Addr]bool{}
-	if old != nil {
-		for _, ip := range old.ptrIPs {
-			ix.ptrOwners[ip] = slices.DeleteFunc(ix.ptrOwners[ip], func(o ptrOwner) bool { return o.service == key })
-			touched[ip] = true
-		}
-	}
-	if sa != nil {
-		for ip, targets := range sa.ptr {
-			ix.ptrOwners[ip] = append(ix.ptrOwners[ip], ptrOwner{service: key, targets: targets})
-			touched[ip] = true
-		}
-	}
-	reverse := make(map[string]*node, len(touched))
-	for ip := range touched {
-		name := reverseName(ip)
-		n := ix.ptrNode(ip)
-		reverse[name] = n
-		// Only this writer changes ix.reverse, so it may read it unlocked.
-		if had := ix.reverse[name] != nil; had != (n != nil) {
-			ix.countReverseAncestors(name, n != nil, reverse)
-		}
-	}
-
-	// Namespace and svc empty non-terminals follow the published count.
-	nsDelta := map[string]int{}
-	if old != nil {
-		nsDelta[old.namespace]--
-		ix.endpoints -= old.endpoints
-		delete(ix.services, key)
-	}
-	if next != nil {
-		nsDelta[next.namespace]++
-		ix.endpoints += next.endpoints
-		ix.services[key] = next
-	}
-	ents := map[string]bool{} // name → exists
-	for ns, d := range nsDelta {
-		before := ix.perNS[ns]
-		after := before + d
-		if after == 0 {
-			delete(ix.perNS, ns)
-		} else {
-			ix.perNS[ns] = after
-		}
-		if (before == 0) != (after == 0) {
-			ents[ns+".svc"] = after > 0
-		}
-	}
-	ents["svc"] = len(ix.services) > 0
-
-	ix.mu.Lock()
-	if old != nil {
-		for _, name := range old.names {
-			delete(ix.names, name)
-		}
-	}
-	if sa != nil {
-		for name, n := range sa.names {
-			ix.names[name] = n
-		}
-	}
-	for name, exists := range ents {
-		if !exists {
-			delete(ix.names, name)
-		} else if ix.names[name] == nil {
-			ix.names[name] = emptyNonTerminal
-		}
-	}
-	for name, n := range reverse {
-		if n == nil {
-			delete(ix.reverse, name)
-		} else {
-			ix.reverse[name] = n
-		}
-	}
-	ix.serial++
-	ix.mu.Unlock()
-}
-
-// countReverseAncestors adds (or takes away) one PTR name below each
-// ancestor of name, up to in-addr.arpa. or ip6.arpa., and records in changes
-// the ancestors that start or stop existing. Callers hold buildMu.
-func (ix *index) countReverseAncestors(name string, added bool, changes map[string]*node) {
-	for {
-		name = name[strings.IndexByte(name, '.')+1:]
-		if name == "in-addr.arpa." || name == "ip6.arpa." || name == "" {
-			return
-		}
-		switch before := ix.reverseENT[name]; {
-		case added && before == 0:
-			ix.reverseENT[name] = 1
-			changes[name] = emptyNonTerminal
-		case added:
-			ix.reverseENT[name] = before + 1
-		case before <= 1:
-			delete(ix.reverseENT, name)
-			changes[name] = nil
-		default:
-			ix.reverseENT[name] = before - 1
-		}
-	}
-}
-
-// ptrNode builds the PTR answers of one IP from every service holding it, or
-// nil when none does. Callers hold buildMu.
-func (ix *index) ptrNode(ip netip.Addr) *node {
-	owners := ix.ptrOwners[ip]
-	if len(owners) == 0 {
-		delete(ix.ptrOwners, ip)
-		return nil
-	}
-	var targets []string
-	for _, o := range owners {
-		targets = append(targets, o.targets...)
-	}
-	slices.Sort(targets)
-	targets = slices.Compact(targets)
-	n := &node{ptr: make([]dns.PTR, len(targets))}
-	for i, t := range targets {
-		n.ptr[i] = dns.PTR{
-			Hdr: dns.RR_Header{Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: ix.ttl.ptr},
-			Ptr: t,
-		}
-	}
-	return n
 }
 
 // reverseName is the in-addr.arpa. (IPv4) or ip6.arpa. (IPv6, IPv4-mapped

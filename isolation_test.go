@@ -42,10 +42,8 @@ func TestNamespacesIsolateEveryAnswer(t *testing.T) {
 	for rel := range everything.index.names {
 		qnames = append(qnames, rel+".cluster.local.")
 	}
-	for name := range everything.index.reverse {
-		qnames = append(qnames, name)
-	}
 	everything.index.mu.RUnlock()
+	qnames = append(qnames, everything.index.reverseNames()...)
 	for _, ip := range []string{"10.244.2.8", "10.244.3.12", "10.0.0.50", "10.1.0.10", "10.1.0.11", "10.77.0.1", "fd00::77"} {
 		name, _ := dns.ReverseAddr(ip)
 		qnames = append(qnames, name)
@@ -64,10 +62,10 @@ func TestNamespacesIsolateEveryAnswer(t *testing.T) {
 	for rel := range shopOnly.index.names {
 		shopIndex[rel+".cluster.local."] = true
 	}
-	for name := range shopOnly.index.reverse {
+	shopOnly.index.mu.RUnlock()
+	for _, name := range shopOnly.index.reverseNames() {
 		shopIndex[name] = true
 	}
-	shopOnly.index.mu.RUnlock()
 
 	for _, qname := range qnames {
 		inShop := shopIndex[qname]

@@ -93,7 +93,7 @@ func newWatcher(client kubernetes.Interface, ix *index, namespaces []string, lab
 					o.LabelSelector = selector
 					return untilReachable(ctx, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
 				},
-			}, &discovery.EndpointSlice{}, slimSlice, cache.Indexers{byService: sliceService}, "endpointslices",
+			}, &discovery.EndpointSlice{}, slimSlice(ix.podNames), cache.Indexers{byService: sliceService}, "endpointslices",
 				cache.ResourceEventHandlerFuncs{
 					AddFunc: func(obj any) {
 						w.slicesHeld.Add(1)
@@ -399,51 +399,71 @@ func triggerTime(obj any) (time.Time, bool) {
 	return t, err == nil
 }
 
-// slimService keeps of a Service only what the index reads.
+// slimService keeps of a Service only what the index reads. Of its
+// selector that is only whether it has one, so every service with a
+// selector shares hasSelector: its own map would cost more than the rest.
 func slimService(obj any) (any, error) {
 	s, ok := obj.(*core.Service)
 	if !ok {
 		return obj, nil
 	}
-	return &core.Service{
+	slim := &core.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion},
-		Spec:       core.ServiceSpec{ClusterIP: s.Spec.ClusterIP, Selector: s.Spec.Selector},
-	}, nil
+		Spec:       core.ServiceSpec{ClusterIP: s.Spec.ClusterIP},
+	}
+	if len(s.Spec.Selector) > 0 {
+		slim.Spec.Selector = hasSelector
+	}
+	return slim, nil
 }
 
-// slimSlice keeps of an EndpointSlice only what the index reads: no
-// managedFields, topology, hints, owner references or other annotations.
-func slimSlice(obj any) (any, error) {
-	s, ok := obj.(*discovery.EndpointSlice)
-	if !ok {
-		return obj, nil
-	}
-	out := &discovery.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion,
-		},
-		AddressType: s.AddressType,
-		Ports:       s.Ports,
-		Endpoints:   make([]discovery.Endpoint, len(s.Endpoints)),
-	}
-	if name, ok := s.Labels[discovery.LabelServiceName]; ok {
-		out.Labels = map[string]string{discovery.LabelServiceName: name}
-	}
-	if t, ok := s.Annotations[triggerTimeKey]; ok {
-		out.Annotations = map[string]string{triggerTimeKey: t}
-	}
-	for i, ep := range s.Endpoints {
-		slim := discovery.Endpoint{
-			Addresses:  ep.Addresses,
-			Conditions: discovery.EndpointConditions{Ready: ep.Conditions.Ready},
-			Hostname:   ep.Hostname,
+var (
+	// hasSelector stands for any selector; shared, so never written to.
+	hasSelector = map[string]string{"": ""}
+	// Every slim endpoint's readiness points at one of these; never
+	// written to either.
+	isReady, isNotReady = true, false
+)
+
+// slimSlice returns the transform that keeps of an EndpointSlice only what
+// the index reads: no managedFields, topology, hints, owner references or
+// other annotations, and the pod an endpoint names only with
+// endpoint_pod_names.
+func slimSlice(podNames bool) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		s, ok := obj.(*discovery.EndpointSlice)
+		if !ok {
+			return obj, nil
 		}
-		if ep.TargetRef != nil {
-			slim.TargetRef = &core.ObjectReference{Kind: ep.TargetRef.Kind, Name: ep.TargetRef.Name}
+		out := &discovery.EndpointSlice{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion,
+			},
+			AddressType: s.AddressType,
+			Ports:       s.Ports,
+			Endpoints:   make([]discovery.Endpoint, len(s.Endpoints)),
 		}
-		out.Endpoints[i] = slim
+		if name, ok := s.Labels[discovery.LabelServiceName]; ok {
+			out.Labels = map[string]string{discovery.LabelServiceName: name}
+		}
+		if t, ok := s.Annotations[triggerTimeKey]; ok {
+			out.Annotations = map[string]string{triggerTimeKey: t}
+		}
+		for i, ep := range s.Endpoints {
+			slim := discovery.Endpoint{Addresses: ep.Addresses, Hostname: ep.Hostname}
+			if r := ep.Conditions.Ready; r != nil {
+				slim.Conditions.Ready = &isNotReady
+				if *r {
+					slim.Conditions.Ready = &isReady
+				}
+			}
+			if podNames && ep.TargetRef != nil {
+				slim.TargetRef = &core.ObjectReference{Kind: ep.TargetRef.Kind, Name: ep.TargetRef.Name}
+			}
+			out.Endpoints[i] = slim
+		}
+		return out, nil
 	}
-	return out, nil
 }
 
 // klogSink routes client-go's klog output into CoreDNS's log for this
