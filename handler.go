@@ -39,8 +39,8 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 
 	var (
 		found bool
-		e     entry   // at a forward name
-		ptr   *ptrSet // at a reverse name
+		e     entry    // at a forward name
+		ptr   ptrEntry // at a reverse name
 	)
 	switch rel := relativeName(qname, zone); {
 	case rel == "":
@@ -86,9 +86,11 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		if owner == qname { // asked in lower case, as the index measured it
 			compressed = set.compressedLen[z]
 		}
-	case qtype == dns.TypePTR && ptr != nil:
-		m.Answer, m.Extra = rp.sections(len(ptr.targets), 0)
-		m.Answer = appendPTR(m.Answer, ptr.targets, owner, ttl.ptr)
+	case qtype == dns.TypePTR && (ptr.svc != nil || ptr.shared != nil):
+		var one [1]string
+		targets := ptr.targets(&one)
+		m.Answer, m.Extra = rp.sections(len(targets), 0)
+		m.Answer = appendPTR(m.Answer, targets, owner, ttl.ptr)
 	}
 	if len(m.Answer) == 0 { // NXDOMAIN or NODATA: the zone's SOA tells how long to cache it
 		h.fillSOA(&rp.soa, zone)

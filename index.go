@@ -103,18 +103,46 @@ func (e entry) addresses(t ttls) (addrSet, uint32) {
 	return addrSet{}, 0
 }
 
-// ptrSet is the PTR RRset of one address, and which services hold that
-// address (an IP can pass from one service to another, or be shared).
+// ptrEntry is the PTR RRset of one address. Almost always one pod of one
+// service holds the address, and the entry names that pod, costing nothing
+// beyond its map slot; an address under several names or services gets a
+// merged set.
+type ptrEntry struct {
+	svc    *serviceData // the one holder, when shared is nil
+	pod    int32
+	shared *ptrSet
+}
+
+// targets returns the entry's PTR targets; one is room for the usual one.
+func (e ptrEntry) targets(one *[1]string) []string {
+	if e.shared != nil {
+		return e.shared.targets
+	}
+	one[0] = e.svc.fqdn(e.pod, 0)
+	return one[:]
+}
+
+// owners returns who holds the entry's address.
+func (e ptrEntry) owners() []ptrOwner {
+	switch {
+	case e.shared != nil:
+		return e.shared.owners
+	case e.svc != nil:
+		return []ptrOwner{{svc: e.svc, pods: []int32{e.pod}}}
+	}
+	return nil
+}
+
+// ptrSet is the merged PTR RRset of an address held under several names.
 type ptrSet struct {
 	targets []string // sorted, distinct
 	owners  []ptrOwner
 }
 
-// ptrOwner is one service's names for an IP. An IP is almost always held
-// by one service, so a short slice beats a map here.
+// ptrOwner is one service's pods holding an address.
 type ptrOwner struct {
-	service string   // "namespace/name"
-	targets []string // full pod names in the primary zone
+	svc  *serviceData
+	pods []int32
 }
 
 // service is the part of a Service that decides what is published.
@@ -140,7 +168,7 @@ type index struct {
 
 	mu    sync.RWMutex
 	names map[string]entry // forward names relative to their zone, lower case
-	ptr   map[netip.Addr]*ptrSet
+	ptr   map[netip.Addr]ptrEntry
 	// PTR names below each reverse empty non-terminal (244.10.in-addr.arpa.
 	// for 10.244.1.5): while any, it answers NODATA, not NXDOMAIN (RFC 8020).
 	reverseENT map[string]int
@@ -159,7 +187,7 @@ func newIndex(zones []string, t ttls, podNames bool) *index {
 		ttl:        t,
 		podNames:   podNames,
 		names:      map[string]entry{},
-		ptr:        map[netip.Addr]*ptrSet{},
+		ptr:        map[netip.Addr]ptrEntry{},
 		reverseENT: map[string]int{},
 		serial:     uint32(time.Now().Unix()),
 		services:   map[string]*published{},
@@ -175,17 +203,17 @@ func (ix *index) lookup(rel string) (entry, bool) {
 	return e, ok
 }
 
-// lookupReverse returns the PTR RRset at a full reverse name (nil at a
+// lookupReverse returns the PTR entry at a full reverse name (none at a
 // reverse empty non-terminal), and whether the name exists.
-func (ix *index) lookupReverse(name string) (*ptrSet, bool) {
+func (ix *index) lookupReverse(name string) (ptrEntry, bool) {
 	ip, isAddress := parseReverseName(name)
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if isAddress {
-		p := ix.ptr[ip]
-		return p, p != nil
+		e, ok := ix.ptr[ip]
+		return e, ok
 	}
-	return nil, ix.reverseENT[name] > 0
+	return ptrEntry{}, ix.reverseENT[name] > 0
 }
 
 // soaSerial is the serial of the zones' SOA: the time of the last change.
@@ -397,17 +425,14 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 	}
 }
 
-// ptrTargets returns, per address of sd, the pod names that hold it.
-func (sd *serviceData) ptrTargets() map[netip.Addr][]string {
-	out := make(map[netip.Addr][]string, len(sd.addrs.ips))
+// ptrPods returns, per address of sd, the pods that hold it.
+func (sd *serviceData) ptrPods() map[netip.Addr][]int32 {
+	out := make(map[netip.Addr][]int32, len(sd.addrs.ips))
 	for i := range sd.pods {
 		for _, wire := range sd.pods[i].addrs.ips {
 			ip, _ := netip.AddrFromSlice(wire)
-			out[ip] = append(out[ip], sd.fqdn(int32(i), 0))
+			out[ip] = append(out[ip], int32(i))
 		}
-	}
-	for _, targets := range out {
-		slices.Sort(targets)
 	}
 	return out
 }
@@ -427,28 +452,33 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 
 	// PTR owners first: which addresses change, and to what. Only this
 	// writer changes ix.ptr, so it may read it unlocked.
-	ptrChanges := map[netip.Addr]*ptrSet{}
-	var newTargets map[netip.Addr][]string
+	type ptrChange struct {
+		entry  ptrEntry
+		exists bool
+	}
+	ptrChanges := map[netip.Addr]ptrChange{}
+	var newPods map[netip.Addr][]int32
 	if sd != nil {
-		newTargets = sd.ptrTargets()
+		newPods = sd.ptrPods()
 	}
 	if old != nil && old.data != nil {
-		for ip := range old.data.ptrTargets() {
-			ptrChanges[ip] = nil
+		for ip := range old.data.ptrPods() {
+			ptrChanges[ip] = ptrChange{}
 		}
 	}
-	for ip := range newTargets {
-		ptrChanges[ip] = nil
+	for ip := range newPods {
+		ptrChanges[ip] = ptrChange{}
 	}
 	for ip := range ptrChanges {
 		var owners []ptrOwner
-		if cur := ix.ptr[ip]; cur != nil {
-			owners = slices.DeleteFunc(slices.Clone(cur.owners), func(o ptrOwner) bool { return o.service == key })
+		if cur, ok := ix.ptr[ip]; ok {
+			owners = slices.DeleteFunc(slices.Clone(cur.owners()), func(o ptrOwner) bool { return old != nil && o.svc == old.data })
 		}
-		if targets, ok := newTargets[ip]; ok {
-			owners = append(owners, ptrOwner{service: key, targets: targets})
+		if pods, ok := newPods[ip]; ok {
+			owners = append(owners, ptrOwner{svc: sd, pods: pods})
 		}
-		ptrChanges[ip] = newPTRSet(owners)
+		e, exists := newPTREntry(owners)
+		ptrChanges[ip] = ptrChange{e, exists}
 	}
 
 	// Namespace and svc empty non-terminals follow the known services: a
@@ -506,35 +536,37 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 			ix.names[name] = entry{kind: emptyNonTerminal}
 		}
 	}
-	for ip, set := range ptrChanges {
-		had := ix.ptr[ip] != nil
-		if set == nil {
-			delete(ix.ptr, ip)
+	for ip, c := range ptrChanges {
+		_, had := ix.ptr[ip]
+		if c.exists {
+			ix.ptr[ip] = c.entry
 		} else {
-			ix.ptr[ip] = set
+			delete(ix.ptr, ip)
 		}
-		if had != (set != nil) {
-			ix.countReverseAncestors(reverseName(ip), set != nil)
+		if had != c.exists {
+			ix.countReverseAncestors(reverseName(ip), c.exists)
 		}
 	}
 	ix.serial++
 }
 
-// newPTRSet merges the owners' names for one address, or returns nil when
-// no service holds it any more.
-func newPTRSet(owners []ptrOwner) *ptrSet {
-	switch len(owners) {
-	case 0:
-		return nil
-	case 1: // the usual case: the owner's sorted names are the RRset
-		return &ptrSet{targets: owners[0].targets, owners: owners}
+// newPTREntry makes the PTR entry of an address from its holders; it does
+// not exist when none is left.
+func newPTREntry(owners []ptrOwner) (ptrEntry, bool) {
+	switch {
+	case len(owners) == 0:
+		return ptrEntry{}, false
+	case len(owners) == 1 && len(owners[0].pods) == 1:
+		return ptrEntry{svc: owners[0].svc, pod: owners[0].pods[0]}, true
 	}
 	var targets []string
 	for _, o := range owners {
-		targets = append(targets, o.targets...)
+		for _, pod := range o.pods {
+			targets = append(targets, o.svc.fqdn(pod, 0))
+		}
 	}
 	slices.Sort(targets)
-	return &ptrSet{targets: slices.Compact(targets), owners: owners}
+	return ptrEntry{shared: &ptrSet{targets: slices.Compact(targets), owners: owners}}, true
 }
 
 // countReverseAncestors adds (or takes away) one PTR name below each

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -392,6 +393,10 @@ func (h *Headless) start() error {
 		if cache.WaitForCacheSync(ctx.Done(), h.watcher.hasSynced) {
 			h.synced.Store(true)
 			log.Infof("synced: %d headless services", h.servicesKnown())
+			// Decoding the initial lists needed several times the memory
+			// the index keeps; give it back to the system now rather
+			// than let the process carry it as resident memory.
+			debug.FreeOSMemory()
 		}
 	}()
 	select {
