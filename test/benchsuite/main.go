@@ -142,10 +142,11 @@ func logf(format string, args ...any) {
 func main() {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err := run(ctx)
+	interrupted := ctx.Err() != nil // before cancel, which ends ctx in any case
 	cancel()
 	stopAll()
 	if err != nil {
-		if ctx.Err() != nil {
+		if interrupted {
 			fmt.Fprintln(os.Stderr, "benchsuite: interrupted")
 			os.Exit(130)
 		}
