@@ -60,7 +60,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	rp := newReply(r)
 	m := &rp.msg
 	owner := state.QName()
-	compressed := 0 // the reply's compressed size, when the index knows it
+	answersLen := 0 // the reply's compressed size without glue, when known without measuring
 	ttl := h.cfg.ttl
 	switch qtype := state.QType(); {
 	case !found:
@@ -75,16 +75,18 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		if qtype == dns.TypeA && addrs.v4 > 0 {
 			m.Answer, m.Extra = rp.sections(addrs.v4, 0)
 			m.Answer = appendA(m.Answer, addrs.a(), owner, ttl)
+			answersLen = addressReplyLen(owner, addrs.v4, net.IPv4len)
 		} else if qtype == dns.TypeAAAA && len(addrs.aaaa()) > 0 {
 			m.Answer, m.Extra = rp.sections(len(addrs.aaaa()), 0)
 			m.Answer = appendAAAA(m.Answer, addrs.aaaa(), owner, ttl)
+			answersLen = addressReplyLen(owner, len(addrs.aaaa()), net.IPv6len)
 		}
 	case qtype == dns.TypeSRV && e.kind == srvName:
 		z := slices.Index(h.cfg.forwardZones, zone)
 		set := &e.svc.srv[e.i]
 		m.Answer, m.Extra = rp.srv(e.svc, set, z, owner, ttl)
 		if owner == qname { // asked in lower case, as the index measured it
-			compressed = set.compressedLen[z]
+			answersLen = set.answersLen[z]
 		}
 	case qtype == dns.TypePTR && (ptr.svc != nil || ptr.shared != nil):
 		var one [1]string
@@ -97,11 +99,22 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m.Ns, m.Extra = rp.sections(1, 0)
 		m.Ns = append(m.Ns, &rp.soa)
 	}
-	fit(state, m, compressed)
+	fit(state, m, answersLen)
 	if err := w.WriteMsg(m); err != nil {
 		log.Debugf("writing reply to %s: %v", state.IP(), err)
 	}
 	return dns.RcodeSuccess, nil
+}
+
+// addressReplyLen is the compressed size of a reply holding n addresses of
+// addrLen bytes owned by the question's name, owner: each owner is a
+// pointer to the question. Names with escapes are not counted (0).
+func addressReplyLen(owner string, n, addrLen int) int {
+	if strings.IndexByte(owner, '\\') >= 0 {
+		return 0
+	}
+	const header, question, pointer, rrFixed = 12, 4, 2, 10
+	return header + len(owner) + 1 + question + n*(pointer+rrFixed+addrLen)
 }
 
 // reply is a reply message with room for what most replies hold, allocated
@@ -273,7 +286,7 @@ const maxUDPSize = 4096
 // and does not set TC (RFC 2181 §9); only when answer records must go is TC
 // set. So TCP replies are complete unless a service has more addresses than
 // 64 KiB holds.
-func fit(state request.Request, m *dns.Msg, compressed int) {
+func fit(state request.Request, m *dns.Msg, answersLen int) {
 	state.SizeAndDo(m)
 	size := state.Size() // over TCP the 65535 bytes a message can hold at all
 	if state.Proto() == "udp" {
@@ -287,16 +300,10 @@ func fit(state request.Request, m *dns.Msg, compressed int) {
 		return
 	}
 	m.Compress = true
-	if compressed > 0 {
-		// The index measured this reply compressed (without OPT), which
-		// spares building a compression map to measure it again.
-		if o := m.IsEdns0(); o != nil {
-			compressed += dns.Len(o)
-		}
-		if compressed <= size {
-			return
-		}
-	} else if m.Len() <= size {
+	// Names can point back only this far into a message: past it the
+	// sizes fitGlue counts would be too small.
+	const maxPointerOffset = 1 << 14
+	if answersLen > 0 && size <= maxPointerOffset && fitGlue(m, answersLen, size) {
 		return
 	}
 	var opt []dns.RR
@@ -325,6 +332,48 @@ func fit(state request.Request, m *dns.Msg, compressed int) {
 	}
 	m.Extra = opt
 	m.Truncate(size) // drops answers, and sets TC
+}
+
+// fitGlue keeps as many whole glue RRsets as fit in size, given the size
+// of the compressed reply without glue and OPT record, and reports whether
+// the answers fit at all. It measures nothing: glue records are A and AAAA
+// records whose owners are SRV targets earlier in the reply, so each
+// compresses to a pointer, and costs 12 bytes plus its address.
+func fitGlue(m *dns.Msg, answersLen, size int) bool {
+	used, glue := answersLen, m.Extra
+	var opt dns.RR
+	if n := len(glue); n > 0 && glue[n-1].Header().Rrtype == dns.TypeOPT {
+		opt, glue = glue[n-1], glue[:n-1]
+		used += dns.Len(opt)
+	}
+	if used > size {
+		return false
+	}
+	keep := 0
+	for keep < len(glue) {
+		end, setLen := keep, 0
+		for ; end < len(glue) && sameRRset(glue[keep], glue[end]); end++ {
+			switch glue[end].(type) {
+			case *dns.A:
+				setLen += 2 + 10 + net.IPv4len
+			case *dns.AAAA:
+				setLen += 2 + 10 + net.IPv6len
+			default:
+				return false // not glue this function knows how to count
+			}
+		}
+		if used+setLen > size {
+			break
+		}
+		used, keep = used+setLen, end
+	}
+	if keep < len(glue) {
+		m.Extra = glue[:keep]
+		if opt != nil {
+			m.Extra = append(m.Extra, opt) // in place: the slice is this reply's own
+		}
+	}
+	return true
 }
 
 func sameRRset(a, b dns.RR) bool {

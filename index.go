@@ -59,10 +59,10 @@ type srvData struct {
 	glueA   int         // their IPv4 addresses
 	glueAll int         // all their addresses
 	weight  uint16
-	// compressedLen[z] is the size of the whole reply to the SRV question
-	// in zone z, in lower case, compressed, without OPT record: the query
-	// path knows from it whether a reply fits without measuring it again.
-	compressedLen []int
+	// answersLen[z] is the size of the reply to the SRV question in zone
+	// z, in lower case, compressed, without glue or OPT record: from it the
+	// query path works out what fits without measuring (see fitGlue).
+	answersLen []int
 }
 
 type srvTarget struct {
@@ -389,12 +389,12 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 				set.glueAll += len(sd.pods[pod].addrs.ips)
 			}
 		}
-		set.compressedLen = make([]int, len(ix.zones))
+		set.answersLen = make([]int, len(ix.zones))
 		for z, zone := range ix.zones {
 			owner := dnsutil.Join(set.rel, zone)
 			m := &dns.Msg{Compress: true, Question: []dns.Question{{Name: owner, Qtype: dns.TypeSRV, Qclass: dns.ClassINET}}}
-			m.Answer, m.Extra = new(reply).srv(sd, set, z, owner, ix.ttl)
-			set.compressedLen[z] = m.Len()
+			m.Answer, _ = new(reply).srv(sd, set, z, owner, ix.ttl)
+			set.answersLen[z] = m.Len()
 		}
 	}
 	return sd

@@ -2,6 +2,7 @@ package headless
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -304,36 +305,84 @@ func TestGlueIsDroppedWholeRRsetsAtATime(t *testing.T) {
 	}
 }
 
-// The index measures each SRV reply compressed, so the query path need not:
-// the measure must be exact, neither dropping glue that fits nor letting a
-// reply outgrow the client's buffer.
-func TestMeasuredSRVRepliesFitExactly(t *testing.T) {
-	for pods := 1; pods <= 14; pods++ {
-		h, _ := newTestPlugin(t, "headless cluster.local", bigService(pods)...)
-		for _, bufsize := range []uint16{0, 700, 1232} {
-			for _, qname := range []string{"_http._tcp.big.default.svc.cluster.local.", "_HTTP._tcp.Big.default.svc.cluster.local."} {
+// The query path works out what fits without measuring the message (the
+// index measured SRV answers; address answers are counted): the sums must
+// be exact, neither dropping glue that fits nor letting a reply outgrow the
+// client's buffer, and glue goes only as far as it must.
+func TestCountedRepliesFitExactly(t *testing.T) {
+	for _, pods := range []int{1, 2, 5, 9, 10, 14, 30, 60} {
+		objects := bigService(pods)
+		// Half the pods dual-stack, so glue has AAAA RRsets too.
+		var eps []discovery.Endpoint
+		for i := range pods / 2 {
+			eps = append(eps, endpoint(fmt.Sprintf("a-rather-long-stateful-pod-name-%04d", i), fmt.Sprintf("fd00::%x", i+1)))
+		}
+		objects = append(objects, slice("default", "big-6", "big", discovery.AddressTypeIPv6, ports(port("http", 80, core.ProtocolTCP)), eps...))
+		h, _ := newTestPlugin(t, "headless cluster.local", objects...)
+		// Every few bytes from 512 up, so that some limit falls just
+		// short of each glue RRset, plus the usual sizes.
+		bufsizes := []uint16{0, 1232, 4096}
+		for b := uint16(512); b < 2400 && pods >= 9 && pods <= 30; b += 5 {
+			bufsizes = append(bufsizes, b)
+		}
+		for _, bufsize := range bufsizes {
+			for _, q := range []struct {
+				name  string
+				qtype uint16
+			}{
+				{"_http._tcp.big.default.svc.cluster.local.", dns.TypeSRV},
+				{"_HTTP._tcp.Big.default.svc.cluster.local.", dns.TypeSRV},
+				{"big.default.svc.cluster.local.", dns.TypeA},
+				{"big.default.svc.cluster.local.", dns.TypeAAAA},
+				{"BIG.default.svc.cluster.local.", dns.TypeA},
+			} {
 				m := new(dns.Msg)
-				m.SetQuestion(qname, dns.TypeSRV)
+				m.SetQuestion(q.name, q.qtype)
 				limit := 512
 				if bufsize > 0 {
 					m.SetEdns0(bufsize, false)
 					limit = int(bufsize)
 				}
+				what := fmt.Sprintf("%d pods, buffer %d, %s %s", pods, limit, q.name, dns.TypeToString[q.qtype])
 				resp, _ := exchange(t, h, m, false)
 				packed, err := resp.Pack()
 				if err != nil {
-					t.Fatalf("%d pods, %s: %v", pods, qname, err)
+					t.Fatalf("%s: %v", what, err)
 				}
 				if len(packed) > limit {
-					t.Errorf("%d pods, buffer %d, %s: %d bytes", pods, limit, qname, len(packed))
+					t.Errorf("%s: %d bytes", what, len(packed))
 				}
 				// The whole reply, measured the slow way.
-				tcp, _ := exchange(t, h, m, true)
-				whole := tcp.Copy()
-				whole.Compress = true
-				if fits := whole.Len() <= limit; fits && (resp.Truncated || len(resp.Extra) != len(whole.Extra)) {
-					t.Errorf("%d pods, buffer %d, %s: the whole reply (%d bytes) fits, yet %d of %d additional records came, TC %v",
-						pods, limit, qname, whole.Len(), len(resp.Extra), len(whole.Extra), resp.Truncated)
+				whole, _ := exchange(t, h, m, true)
+				glue := func(msg *dns.Msg) []dns.RR {
+					return slices.DeleteFunc(slices.Clone(msg.Extra), func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT })
+				}
+				kept, all := glue(resp), glue(whole)
+				if resp.Truncated {
+					if len(kept) != 0 {
+						t.Errorf("%s: TC with %d glue records", what, len(kept))
+					}
+					continue
+				}
+				if len(resp.Answer) != len(whole.Answer) {
+					t.Errorf("%s: %d of %d answers without TC", what, len(resp.Answer), len(whole.Answer))
+				}
+				if len(kept) == len(all) {
+					continue
+				}
+				// Glue stopped short: the next RRset must not have fitted.
+				next := len(kept) + 1
+				for next < len(all) && sameRRset(all[next-1], all[next]) {
+					next++
+				}
+				more := resp.Copy()
+				more.Extra = all[:next:next]
+				if o := resp.IsEdns0(); o != nil {
+					more.Extra = append(more.Extra, o)
+				}
+				more.Compress = true
+				if more.Len() <= limit {
+					t.Errorf("%s: %d of %d glue records kept, yet %d would fit (%d bytes)", what, len(kept), len(all), next, more.Len())
 				}
 			}
 		}
