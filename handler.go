@@ -303,7 +303,19 @@ func fit(state request.Request, m *dns.Msg, answersLen int) {
 	// Names can point back only this far into a message: past it the
 	// sizes fitGlue counts would be too small.
 	const maxPointerOffset = 1 << 14
-	if answersLen > 0 && size <= maxPointerOffset && fitGlue(m, answersLen, size) {
+	if answersLen > 0 && size <= maxPointerOffset {
+		if fitGlue(m, answersLen, size) {
+			return
+		}
+		// Not even the answers fit: no glue, and as many answers as do.
+		opt := m.IsEdns0()
+		m.Extra = m.Extra[:0]
+		if opt != nil {
+			m.Extra = append(m.Extra, opt)
+		}
+		if !truncateCounted(m, size) {
+			m.Truncate(size)
+		}
 		return
 	}
 	var opt []dns.RR
@@ -372,6 +384,52 @@ func fitGlue(m *dns.Msg, answersLen, size int) bool {
 		if opt != nil {
 			m.Extra = append(m.Extra, opt) // in place: the slice is this reply's own
 		}
+	}
+	return true
+}
+
+// truncateCounted keeps as many answers as fit in size, with TC set, when
+// it can count their sizes without measuring: their owner is the question's
+// name (a pointer to it), and they are A, AAAA or SRV records (whose targets
+// are never compressed) without escapes in their names. The additional
+// section holds at most the OPT record.
+func truncateCounted(m *dns.Msg, size int) bool {
+	if strings.IndexByte(m.Question[0].Name, '\\') >= 0 {
+		return false
+	}
+	const header, question, pointer, rrFixed = 12, 4, 2, 10
+	used := header + len(m.Question[0].Name) + 1 + question
+	for _, rr := range m.Extra {
+		used += dns.Len(rr) // the OPT record: no name to compress
+	}
+	keep := 0
+	for _, rr := range m.Answer {
+		if rr.Header().Name != m.Question[0].Name {
+			return false
+		}
+		n := pointer + rrFixed
+		switch rr := rr.(type) {
+		case *dns.A:
+			n += net.IPv4len
+		case *dns.AAAA:
+			n += net.IPv6len
+		case *dns.SRV:
+			if strings.IndexByte(rr.Target, '\\') >= 0 {
+				return false
+			}
+			n += 6 + len(rr.Target) + 1
+		default:
+			return false
+		}
+		if used+n > size {
+			break
+		}
+		used += n
+		keep++
+	}
+	if keep < len(m.Answer) {
+		m.Answer = m.Answer[:keep]
+		m.Truncated = true
 	}
 	return true
 }

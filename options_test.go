@@ -362,6 +362,17 @@ func TestCountedRepliesFitExactly(t *testing.T) {
 					if len(kept) != 0 {
 						t.Errorf("%s: TC with %d glue records", what, len(kept))
 					}
+					// As many answers as miekg/dns's own Truncate keeps.
+					ref := whole.Copy()
+					ref.Extra = nil
+					if o := resp.IsEdns0(); o != nil {
+						ref.Extra = []dns.RR{o}
+					}
+					ref.Compress = true
+					ref.Truncate(limit)
+					if len(ref.Answer) != len(resp.Answer) {
+						t.Errorf("%s: TC with %d answers, miekg/dns keeps %d", what, len(resp.Answer), len(ref.Answer))
+					}
 					continue
 				}
 				if len(resp.Answer) != len(whole.Answer) {
