@@ -60,7 +60,6 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	rp := newReply(r)
 	m := &rp.msg
 	owner := state.QName()
-	answersLen := 0 // the reply's compressed size without glue, when known without measuring
 	ttl := h.cfg.ttl
 	switch qtype := state.QType(); {
 	case !found:
@@ -75,19 +74,13 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		if qtype == dns.TypeA && addrs.v4 > 0 {
 			m.Answer, m.Extra = rp.sections(addrs.v4, 0)
 			m.Answer = appendA(m.Answer, addrs.a(), owner, ttl)
-			answersLen = addressReplyLen(owner, addrs.v4, net.IPv4len)
 		} else if qtype == dns.TypeAAAA && len(addrs.aaaa()) > 0 {
 			m.Answer, m.Extra = rp.sections(len(addrs.aaaa()), 0)
 			m.Answer = appendAAAA(m.Answer, addrs.aaaa(), owner, ttl)
-			answersLen = addressReplyLen(owner, len(addrs.aaaa()), net.IPv6len)
 		}
 	case qtype == dns.TypeSRV && e.kind == srvName:
 		z := slices.Index(h.cfg.forwardZones, zone)
-		set := &e.svc.srv[e.i]
-		m.Answer, m.Extra = rp.srv(e.svc, set, z, owner, ttl)
-		if owner == qname { // asked in lower case, as the index measured it
-			answersLen = set.answersLen[z]
-		}
+		m.Answer, m.Extra = rp.srv(e.svc, &e.svc.srv[e.i], z, owner, ttl)
 	case qtype == dns.TypePTR && (ptr.svc != nil || ptr.shared != nil):
 		var one [1]string
 		targets := ptr.targets(&one)
@@ -99,22 +92,11 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m.Ns, m.Extra = rp.sections(1, 0)
 		m.Ns = append(m.Ns, &rp.soa)
 	}
-	fit(state, m, answersLen)
+	fit(state, m)
 	if err := w.WriteMsg(m); err != nil {
 		log.Debugf("writing reply to %s: %v", state.IP(), err)
 	}
 	return dns.RcodeSuccess, nil
-}
-
-// addressReplyLen is the compressed size of a reply holding n addresses of
-// addrLen bytes owned by the question's name, owner: each owner is a
-// pointer to the question. Names with escapes are not counted (0).
-func addressReplyLen(owner string, n, addrLen int) int {
-	if strings.IndexByte(owner, '\\') >= 0 {
-		return 0
-	}
-	const header, question, pointer, rrFixed = 12, 4, 2, 10
-	return header + len(owner) + 1 + question + n*(pointer+rrFixed+addrLen)
 }
 
 // reply is a reply message with room for what most replies hold, allocated
@@ -286,7 +268,7 @@ const maxUDPSize = 4096
 // and does not set TC (RFC 2181 §9); only when answer records must go is TC
 // set. So TCP replies are complete unless a service has more addresses than
 // 64 KiB holds.
-func fit(state request.Request, m *dns.Msg, answersLen int) {
+func fit(state request.Request, m *dns.Msg) {
 	state.SizeAndDo(m)
 	size := state.Size() // over TCP the 65535 bytes a message can hold at all
 	if state.Proto() == "udp" {
@@ -301,21 +283,9 @@ func fit(state request.Request, m *dns.Msg, answersLen int) {
 	}
 	m.Compress = true
 	// Names can point back only this far into a message: past it the
-	// sizes fitGlue counts would be too small.
+	// sizes fitCounted counts would be too small.
 	const maxPointerOffset = 1 << 14
-	if answersLen > 0 && size <= maxPointerOffset {
-		if fitGlue(m, answersLen, size) {
-			return
-		}
-		// Not even the answers fit: no glue, and as many answers as do.
-		opt := m.IsEdns0()
-		m.Extra = m.Extra[:0]
-		if opt != nil {
-			m.Extra = append(m.Extra, opt)
-		}
-		if !truncateCounted(m, size) {
-			m.Truncate(size)
-		}
+	if size <= maxPointerOffset && fitCounted(m, size) {
 		return
 	}
 	var opt []dns.RR
@@ -346,33 +316,54 @@ func fit(state request.Request, m *dns.Msg, answersLen int) {
 	m.Truncate(size) // drops answers, and sets TC
 }
 
-// fitGlue keeps as many whole glue RRsets as fit in size, given the size
-// of the compressed reply without glue and OPT record, and reports whether
-// the answers fit at all. It measures nothing: glue records are A and AAAA
-// records whose owners are SRV targets earlier in the reply, so each
-// compresses to a pointer, and costs 12 bytes plus its address.
-func fitGlue(m *dns.Msg, answersLen, size int) bool {
-	used, glue := answersLen, m.Extra
-	var opt dns.RR
-	if n := len(glue); n > 0 && glue[n-1].Header().Rrtype == dns.TypeOPT {
-		opt, glue = glue[n-1], glue[:n-1]
-		used += dns.Len(opt)
-	}
-	if used > size {
+// fitCounted makes a compressed reply fit in size by counting its records
+// rather than measuring the message, and reports whether it could: it
+// counts A, AAAA and SRV answers owned by the question's name, and A and
+// AAAA glue owned by SRV targets, since each of those owners compresses to
+// a pointer (see countedLen). Answers that do not all fit go as far as they
+// do, with TC and no glue; otherwise glue goes whole RRsets at a time (RFC
+// 2181 §9), as far as it fits, without TC.
+func fitCounted(m *dns.Msg, size int) bool {
+	name := m.Question[0].Name
+	if len(m.Answer) == 0 || len(m.Ns) > 0 || strings.IndexByte(name, '\\') >= 0 {
 		return false
+	}
+	const header, question = 12, 4 // question: the name, then type and class
+	used := header + len(name) + 1 + question
+	glue := m.Extra
+	var opt []dns.RR
+	if n := len(glue); n > 0 && glue[n-1].Header().Rrtype == dns.TypeOPT {
+		opt, glue = glue[n-1:], glue[:n-1]
+		used += dns.Len(opt[0]) // no name to compress
+	}
+	for _, rr := range glue {
+		if _, srv := m.Answer[0].(*dns.SRV); !srv || (rr.Header().Rrtype != dns.TypeA && rr.Header().Rrtype != dns.TypeAAAA) {
+			return false
+		}
+	}
+	fitting := -1 // answers that fit, when not all do
+	for i, rr := range m.Answer {
+		n, ok := countedLen(rr)
+		if !ok || rr.Header().Name != name {
+			return false
+		}
+		if used+n > size && fitting < 0 {
+			fitting = i
+		}
+		used += n
+	}
+	if fitting >= 0 {
+		m.Answer = m.Answer[:fitting]
+		m.Truncated = true
+		m.Extra = append(glue[:0], opt...) // in place: the slice is this reply's own
+		return true
 	}
 	keep := 0
 	for keep < len(glue) {
 		end, setLen := keep, 0
 		for ; end < len(glue) && sameRRset(glue[keep], glue[end]); end++ {
-			switch glue[end].(type) {
-			case *dns.A:
-				setLen += 2 + 10 + net.IPv4len
-			case *dns.AAAA:
-				setLen += 2 + 10 + net.IPv6len
-			default:
-				return false // not glue this function knows how to count
-			}
+			n, _ := countedLen(glue[end])
+			setLen += n
 		}
 		if used+setLen > size {
 			break
@@ -380,58 +371,30 @@ func fitGlue(m *dns.Msg, answersLen, size int) bool {
 		used, keep = used+setLen, end
 	}
 	if keep < len(glue) {
-		m.Extra = glue[:keep]
-		if opt != nil {
-			m.Extra = append(m.Extra, opt) // in place: the slice is this reply's own
-		}
+		m.Extra = append(glue[:keep], opt...)
 	}
 	return true
 }
 
-// truncateCounted keeps as many answers as fit in size, with TC set, when
-// it can count their sizes without measuring: their owner is the question's
-// name (a pointer to it), and they are A, AAAA or SRV records (whose targets
-// are never compressed) without escapes in their names. The additional
-// section holds at most the OPT record.
-func truncateCounted(m *dns.Msg, size int) bool {
-	if strings.IndexByte(m.Question[0].Name, '\\') >= 0 {
-		return false
-	}
-	const header, question, pointer, rrFixed = 12, 4, 2, 10
-	used := header + len(m.Question[0].Name) + 1 + question
-	for _, rr := range m.Extra {
-		used += dns.Len(rr) // the OPT record: no name to compress
-	}
-	keep := 0
-	for _, rr := range m.Answer {
-		if rr.Header().Name != m.Question[0].Name {
-			return false
+// countedLen is the size of a record in a compressed reply when its owner
+// stands earlier in the message, so that it is a pointer, and its data
+// holds no name that compresses: A, AAAA, and SRV, whose targets are never
+// compressed. ok is false for other records.
+func countedLen(rr dns.RR) (n int, ok bool) {
+	const pointer, fixed = 2, 10 // the owner; type, class, TTL and data length
+	switch rr := rr.(type) {
+	case *dns.A:
+		return pointer + fixed + net.IPv4len, true
+	case *dns.AAAA:
+		return pointer + fixed + net.IPv6len, true
+	case *dns.SRV:
+		if strings.IndexByte(rr.Target, '\\') >= 0 {
+			return 0, false
 		}
-		n := pointer + rrFixed
-		switch rr := rr.(type) {
-		case *dns.A:
-			n += net.IPv4len
-		case *dns.AAAA:
-			n += net.IPv6len
-		case *dns.SRV:
-			if strings.IndexByte(rr.Target, '\\') >= 0 {
-				return false
-			}
-			n += 6 + len(rr.Target) + 1
-		default:
-			return false
-		}
-		if used+n > size {
-			break
-		}
-		used += n
-		keep++
+		const priorityWeightPort = 6
+		return pointer + fixed + priorityWeightPort + len(rr.Target) + 1, true
 	}
-	if keep < len(m.Answer) {
-		m.Answer = m.Answer[:keep]
-		m.Truncated = true
-	}
-	return true
+	return 0, false
 }
 
 func sameRRset(a, b dns.RR) bool {

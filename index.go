@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/plugin/pkg/dnsutil"
-	"github.com/miekg/dns"
 
 	discovery "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -59,10 +58,6 @@ type srvData struct {
 	glueA   int         // their IPv4 addresses
 	glueAll int         // all their addresses
 	weight  uint16
-	// answersLen[z] is the size of the reply to the SRV question in zone
-	// z, in lower case, compressed, without glue or OPT record: from it the
-	// query path works out what fits without measuring (see fitGlue).
-	answersLen []int
 }
 
 type srvTarget struct {
@@ -316,7 +311,7 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 
 	sd := &serviceData{rel: svc.name + "." + svc.namespace + ".svc", zones: len(ix.zones)}
 	// Every address once, in one backing array; pods' sets point into it.
-	slices.SortFunc(serviceIPs, compareAddrs)
+	slices.SortFunc(serviceIPs, netip.Addr.Compare) // IPv4 first
 	raw := make([]byte, 0, 16*len(serviceIPs))
 	wire := make(map[netip.Addr]net.IP, len(serviceIPs))
 	sd.addrs.ips = make([]net.IP, len(serviceIPs))
@@ -346,7 +341,7 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 	all := make([]net.IP, 0, podIPs) // the pods' address lists, end to end
 	for i, host := range labels {
 		ips := hosts[host]
-		slices.SortFunc(ips, compareAddrs)
+		slices.SortFunc(ips, netip.Addr.Compare) // IPv4 first
 		start := len(all)
 		v4 := 0
 		for _, ip := range ips {
@@ -389,19 +384,9 @@ func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) 
 				set.glueAll += len(sd.pods[pod].addrs.ips)
 			}
 		}
-		set.answersLen = make([]int, len(ix.zones))
-		for z, zone := range ix.zones {
-			owner := dnsutil.Join(set.rel, zone)
-			m := &dns.Msg{Compress: true, Question: []dns.Question{{Name: owner, Qtype: dns.TypeSRV, Qclass: dns.ClassINET}}}
-			m.Answer, _ = new(reply).srv(sd, set, z, owner, ix.ttl)
-			set.answersLen[z] = m.Len()
-		}
 	}
 	return sd
 }
-
-// compareAddrs orders IPv4 addresses before IPv6 ones, each by value.
-func compareAddrs(a, b netip.Addr) int { return a.Compare(b) }
 
 // names lists every forward name sd publishes, with its entry.
 func (sd *serviceData) names(yield func(string, entry) bool) {
