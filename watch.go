@@ -178,7 +178,7 @@ func untilReachable[T any](ctx context.Context, resource string, call func() (T,
 			return v, err
 		}
 		apiLost(resource, err)
-		// Full jitter between delay/2 and delay: several informers, and
+		// Jitter between delay/2 and delay: several informers, and
 		// several CoreDNS replicas, do not knock in step.
 		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
 		select {
