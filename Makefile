@@ -1,11 +1,11 @@
 # headless: the CoreDNS plugin, its custom CoreDNS build and its tests.
-#   make demo   local control plane + examples + CoreDNS on 127.0.0.1:1053
+#   make demo   local cluster + the article's examples + CoreDNS on 127.0.0.1:1053
 #   make test   everything CI runs: lint, unit tests with -race, short fuzzing, end-to-end
 #   make fuzz   each fuzz target for FUZZTIME (default 60s)
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build demo test lint unit fuzz fuzz-ci e2e bench loadtest clean
+.PHONY: all build demo test lint unit fuzz fuzz-ci e2e bench clean
 
 all: build
 
@@ -32,7 +32,7 @@ unit:
 
 # Each fuzz target in turn (go test fuzzes one at a time), from the seeds in
 # testdata/fuzz plus what earlier runs found (kept in the Go build cache).
-FUZZ_TARGETS := FuzzServeDNS FuzzParse
+FUZZ_TARGETS := FuzzServeDNS FuzzParse FuzzMatchZone FuzzParseReverseName
 FUZZTIME     ?= 60s
 
 fuzz:
@@ -45,7 +45,9 @@ fuzz:
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
-# Starts a real kube-apiserver and etcd (test/kube-testenv), builds and runs
+# Starts a small real cluster (test/kube-testenv -cluster: etcd, apiserver,
+# controller-manager, scheduler, kwok nodes; binaries built once by
+# test/testenv.sh and cached in ~/.cache/headless), builds and runs
 # cmd/coredns, and queries it with miekg/dns, dig, Go's resolver and grpc-go.
 e2e:
 	@echo "== end-to-end tests"
@@ -58,10 +60,6 @@ e2e:
 # in test/benchsuite/main.go.
 bench:
 	cd test && $(GO) run ./benchsuite
-
-# Load generator against the running binary: headless and kubernetes side by side.
-loadtest:
-	bash test/bench.sh
 
 clean:
 	rm -rf bin

@@ -285,27 +285,6 @@ func TestNonINETClassGoesToTheNextPlugin(t *testing.T) {
 	}
 }
 
-func TestMatchZone(t *testing.T) {
-	zones := []string{"cluster.local.", "in-addr.arpa.", "244.10.in-addr.arpa.", "."}
-	for qname, want := range map[string]string{
-		"cluster.local.":                 "cluster.local.",
-		"a.svc.cluster.local.":           "cluster.local.",
-		"acluster.local.":                ".",
-		"5.1.244.10.in-addr.arpa.":       "244.10.in-addr.arpa.",
-		"5.1.245.10.in-addr.arpa.":       "in-addr.arpa.",
-		"example.org.":                   ".",
-		"cluster.local.cluster.local.":   "cluster.local.",
-		"svc.cluster.local.example.org.": ".",
-	} {
-		if got := matchZone(zones, qname); got != want {
-			t.Errorf("matchZone(%s) = %q, want %q", qname, got, want)
-		}
-	}
-	if got := matchZone([]string{"cluster.local."}, "example.org."); got != "" {
-		t.Errorf("outside every zone: %q", got)
-	}
-}
-
 func TestANamespaceWithOnlyAnEmptyHeadlessServiceIsNODATA(t *testing.T) {
 	h, _ := newTestPlugin(t, baseCorefile, headlessService("quiet", "idle", true))
 	resp, _ := query(t, h, "quiet.svc.cluster.local.", dns.TypeA)
@@ -341,14 +320,6 @@ func TestOnlyQueriesAreAnswered(t *testing.T) {
 				t.Fatalf("rcode %s, reply %v; want %s", dns.RcodeToString[rcode], resp, dns.RcodeToString[tc.want])
 			}
 		})
-	}
-}
-
-func TestEscapedDotsDoNotFoolZoneMatching(t *testing.T) {
-	h, _ := newTestPlugin(t, "headless cluster.local", seedObjects()...)
-	// Labels "a.cluster" and "local": the name is under local., not cluster.local.
-	if resp, rcode := query(t, h, `a\.cluster.local.`, dns.TypeA); resp != nil || rcode != dns.RcodeNameError {
-		t.Fatalf("answered a name outside the zone: %v", resp)
 	}
 }
 

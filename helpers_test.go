@@ -5,6 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/watch"
+	k8stesting "k8s.io/client-go/testing"
+
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
 	"github.com/coredns/coredns/plugin/test"
@@ -26,11 +31,12 @@ func newTestPlugin(t testing.TB, corefile string, objects ...runtime.Object) (*H
 		t.Fatalf("parse %q: %v", corefile, err)
 	}
 	client := fake.NewClientset(objects...)
+	client.PrependWatchReactor("*", watchWithLabelSelector(client))
 	h := newHeadless(cfg, client)
 	h.Next = test.NextHandler(dns.RcodeNameError, nil) // stands for the next plugin
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	h.watcher.run(ctx)
+	h.watcher.run(withKlogSink(ctx, h.health))
 	waitFor(t, "informers to sync", h.watcher.hasSynced)
 	h.synced.Store(true)
 	instances.add(h) // as start does, for the gauges
@@ -178,4 +184,46 @@ func (ix *index) reverseNames() []string {
 		names = append(names, name)
 	}
 	return names
+}
+
+// watchWithLabelSelector makes the fake clientset's watches honour their
+// label selector as the API server does: an object appears to a watch
+// (ADDED) when it comes to match, and leaves it (DELETED) when it stops
+// matching. The fake lists filter by label already; its watches do not.
+func watchWithLabelSelector(client *fake.Clientset) k8stesting.WatchReactionFunc {
+	return func(action k8stesting.Action) (bool, watch.Interface, error) {
+		w, ok := action.(k8stesting.WatchActionImpl)
+		if !ok {
+			return false, nil, nil
+		}
+		selector := w.GetWatchRestrictions().Labels
+		if selector == nil || selector.Empty() {
+			return false, nil, nil
+		}
+		raw, err := client.Tracker().Watch(action.GetResource(), action.GetNamespace(), w.ListOptions)
+		if err != nil {
+			return true, nil, err
+		}
+		matching := map[string]bool{}
+		return true, watch.Filter(raw, func(e watch.Event) (watch.Event, bool) {
+			obj, err := meta.Accessor(e.Object)
+			if err != nil {
+				return e, true
+			}
+			key := obj.GetNamespace() + "/" + obj.GetName()
+			was, is := matching[key], selector.Matches(labels.Set(obj.GetLabels())) && e.Type != watch.Deleted
+			if is {
+				matching[key] = true
+			} else {
+				delete(matching, key)
+			}
+			switch {
+			case e.Type == watch.Modified && is && !was:
+				e.Type = watch.Added
+			case e.Type == watch.Modified && !is && was:
+				e.Type = watch.Deleted
+			}
+			return e, is || was
+		}), nil
+	}
 }

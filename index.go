@@ -1,72 +1,12 @@
 package headless
 
 import (
-	"cmp"
-	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/coredns/coredns/plugin/pkg/dnsutil"
-
-	discovery "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 )
-
-// serviceData is everything one headless service publishes. It is built
-// once per change of the service and never modified after it is published,
-// so queries read it without locks. It holds no DNS records: a reply needs
-// copies of its records anyway (see reply), so the query path makes them
-// straight from these addresses and names, and the index keeps only what
-// tells one record from another.
-type serviceData struct {
-	rel   string    // "web.default.svc", relative to the forward zones
-	addrs addrSet   // every ready address of the service
-	pods  []podData // by label
-	srv   []srvData // one per named port and protocol
-	// fqdns[i*zones+z] is pods[i]'s complete name in forward zone z:
-	// SRV targets, glue owners and (zone 0) PTR targets share them.
-	fqdns []string
-	zones int
-}
-
-// addrSet is addresses as A and AAAA records carry them, sorted, IPv4
-// first. The addresses of a service share one backing array.
-type addrSet struct {
-	ips []net.IP
-	v4  int // ips[:v4] are IPv4, ips[v4:] IPv6
-}
-
-func (s addrSet) a() []net.IP    { return s.ips[:s.v4] }
-func (s addrSet) aaaa() []net.IP { return s.ips[s.v4:] }
-
-// podData is one name under the service: a pod's hostname, or an id made
-// from its address.
-type podData struct {
-	rel   string // "web-0.web.default.svc"
-	addrs addrSet
-}
-
-// srvData is one SRV RRset, "_cql._tcp.web.default.svc", and its glue.
-type srvData struct {
-	rel     string
-	targets []srvTarget // by pod label, then port
-	glue    []int32     // pods whose addresses follow as glue, in order
-	glueA   int         // their IPv4 addresses
-	glueAll int         // all their addresses
-	weight  uint16
-}
-
-type srvTarget struct {
-	pod  int32
-	port uint16
-}
-
-// fqdn is pods[pod]'s complete name in forward zone z.
-func (sd *serviceData) fqdn(pod int32, z int) string { return sd.fqdns[int(pod)*sd.zones+z] }
 
 // entryKind says what a forward name is.
 type entryKind uint8
@@ -79,23 +19,37 @@ const (
 )
 
 // entry is what the index holds at one forward name: a kind, and for all
-// but empty non-terminals the service and which of its pods or SRV RRsets.
-// It is a value, so a name costs its map slot and nothing more.
+// but empty non-terminals the answer set and which of its pods or SRV
+// RRsets. It is a value, so a name costs its map slot and nothing more.
 type entry struct {
 	svc  *serviceData
 	kind entryKind
 	i    int32
 }
 
-// addresses returns the entry's A/AAAA addresses and their TTL.
-func (e entry) addresses(t ttls) (addrSet, uint32) {
+// addresses returns the A/AAAA addresses at the entry's name: none but at
+// a service or pod name.
+func (e entry) addresses() addrSet {
 	switch e.kind {
 	case serviceName:
-		return e.svc.addrs, t.service
+		return e.svc.addrs
 	case podName:
-		return e.svc.pods[e.i].addrs, t.pod
+		return e.svc.pods[e.i].addrs
 	}
-	return addrSet{}, 0
+	return addrSet{}
+}
+
+// perPod tells whether the entry names one pod, whose records take the pod
+// TTL, rather than a whole service.
+func (e entry) perPod() bool { return e.kind == podName }
+
+// srv returns the SRV RRset at the entry's name, and its service's answer
+// set that the targets and glue come from.
+func (e entry) srv() (*serviceData, *srvData, bool) {
+	if e.kind != srvName {
+		return nil, nil, false
+	}
+	return e.svc, &e.svc.srv[e.i], true
 }
 
 // ptrEntry is the PTR RRset of one address. Almost always one pod of one
@@ -108,13 +62,17 @@ type ptrEntry struct {
 	shared *ptrSet
 }
 
-// targets returns the entry's PTR targets; one is room for the usual one.
+// targets returns the entry's PTR targets (none at a reverse empty
+// non-terminal); one is room for the usual one.
 func (e ptrEntry) targets(one *[1]string) []string {
-	if e.shared != nil {
+	switch {
+	case e.shared != nil:
 		return e.shared.targets
+	case e.svc != nil:
+		one[0] = e.svc.fqdn(e.pod, 0)
+		return one[:]
 	}
-	one[0] = e.svc.fqdn(e.pod, 0)
-	return one[:]
+	return nil
 }
 
 // owners returns who holds the entry's address.
@@ -140,12 +98,6 @@ type ptrOwner struct {
 	pods []int32
 }
 
-// service is the part of a Service that decides what is published.
-type service struct {
-	namespace, name string
-	hasSelector     bool
-}
-
 // published is the bookkeeping of one known service, for replacing it.
 type published struct {
 	namespace string
@@ -153,14 +105,9 @@ type published struct {
 }
 
 // index holds the published answers. Queries take the read lock for one map
-// lookup; the informer side rebuilds one service at a time and swaps its
-// entries in under the write lock, so an update costs what that service has,
-// whatever the number of services.
+// lookup; publish swaps one service's entries in under the write lock, so
+// an update costs what that service has, whatever the number of services.
 type index struct {
-	zones    []string // forward zones; zones[0] names PTR targets
-	ttl      ttls
-	podNames bool
-
 	mu    sync.RWMutex
 	names map[string]entry // forward names relative to their zone, lower case
 	ptr   map[netip.Addr]ptrEntry
@@ -169,18 +116,15 @@ type index struct {
 	reverseENT map[string]int
 	serial     uint32
 
-	// Writer-side state, guarded by buildMu.
-	buildMu   sync.Mutex
+	// Writer-side state, guarded by writeMu.
+	writeMu   sync.Mutex
 	services  map[string]*published // known headless services, by "namespace/name"
 	perNS     map[string]int        // known services per namespace
 	endpoints int
 }
 
-func newIndex(zones []string, t ttls, podNames bool) *index {
+func newIndex() *index {
 	return &index{
-		zones:      zones,
-		ttl:        t,
-		podNames:   podNames,
 		names:      map[string]entry{},
 		ptr:        map[netip.Addr]ptrEntry{},
 		reverseENT: map[string]int{},
@@ -222,170 +166,9 @@ func (ix *index) soaSerial() uint32 {
 // counts returns the known headless services and their published ready
 // endpoint addresses.
 func (ix *index) counts() (services, endpoints int) {
-	ix.buildMu.Lock()
-	defer ix.buildMu.Unlock()
+	ix.writeMu.Lock()
+	defer ix.writeMu.Unlock()
 	return len(ix.services), ix.endpoints
-}
-
-// rebuild republishes the service keyed "namespace/name" from what read
-// returns: the service (nil when it is gone or filtered out) and its slices.
-// Rebuilds are serialized and read their input inside the lock, so the last
-// rebuild of a service always publishes the latest state.
-func (ix *index) rebuild(key string, read func() (*service, []*discovery.EndpointSlice)) {
-	ix.buildMu.Lock()
-	defer ix.buildMu.Unlock()
-	svc, endpointSlices := read()
-	var sd *serviceData
-	if svc != nil {
-		sd = ix.build(svc, endpointSlices)
-	}
-	ix.publish(key, svc, sd)
-}
-
-// build computes what one service publishes. It returns nil when the
-// service has no ready endpoint: then nothing under its name exists.
-func (ix *index) build(svc *service, endpointSlices []*discovery.EndpointSlice) *serviceData {
-	type srvKey struct{ name, proto string }
-	type target struct {
-		host string
-		port uint16
-	}
-	type srvEntry struct {
-		key srvKey
-		target
-	}
-	var (
-		serviceIPs []netip.Addr
-		seenIP     = map[netip.Addr]bool{}
-		hosts      = map[string][]netip.Addr{}
-		srvTargets = map[srvKey][]target{}
-		seenSRV    = map[srvEntry]bool{} // keeps big services linear
-	)
-	for _, slice := range endpointSlices {
-		var want func(netip.Addr) bool
-		switch slice.AddressType {
-		case discovery.AddressTypeIPv4:
-			want = netip.Addr.Is4
-		case discovery.AddressTypeIPv6:
-			// An IPv4-mapped address (::ffff:10.0.0.1) is an IPv4 address,
-			// never an IPv6 endpoint: no AAAA, no ip6.arpa name for it.
-			want = func(ip netip.Addr) bool { return ip.Is6() && !ip.Is4In6() }
-		default: // FQDN and anything unknown have no place in A/AAAA answers
-			continue
-		}
-		ports := namedPorts(slice.Ports)
-		for i := range slice.Endpoints {
-			ep := &slice.Endpoints[i]
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
-			}
-			for _, text := range ep.Addresses {
-				ip, err := netip.ParseAddr(text)
-				if slice.AddressType == discovery.AddressTypeIPv4 {
-					ip = ip.Unmap() // older API servers let ::ffff:10.0.0.1 into IPv4 slices
-				}
-				if err != nil || ip.Zone() != "" || !want(ip) {
-					continue
-				}
-				host := ix.endpointLabel(ep, ip)
-				if !seenIP[ip] {
-					seenIP[ip] = true
-					serviceIPs = append(serviceIPs, ip)
-				}
-				if !slices.Contains(hosts[host], ip) {
-					hosts[host] = append(hosts[host], ip)
-				}
-				for _, p := range ports {
-					e := srvEntry{srvKey{p.name, p.proto}, target{host, p.port}}
-					if !seenSRV[e] {
-						seenSRV[e] = true
-						srvTargets[e.key] = append(srvTargets[e.key], e.target)
-					}
-				}
-			}
-		}
-	}
-	if len(serviceIPs) == 0 {
-		return nil
-	}
-
-	sd := &serviceData{rel: svc.name + "." + svc.namespace + ".svc", zones: len(ix.zones)}
-	// Every address once, in one backing array; pods' sets point into it.
-	slices.SortFunc(serviceIPs, netip.Addr.Compare) // IPv4 first
-	raw := make([]byte, 0, 16*len(serviceIPs))
-	wire := make(map[netip.Addr]net.IP, len(serviceIPs))
-	sd.addrs.ips = make([]net.IP, len(serviceIPs))
-	for i, ip := range serviceIPs {
-		if ip.Is4() {
-			b := ip.As4()
-			raw = append(raw, b[:]...)
-			sd.addrs.v4++
-			sd.addrs.ips[i] = net.IP(raw[len(raw)-4 : len(raw) : len(raw)])
-		} else {
-			b := ip.As16()
-			raw = append(raw, b[:]...)
-			sd.addrs.ips[i] = net.IP(raw[len(raw)-16 : len(raw) : len(raw)])
-		}
-		wire[ip] = sd.addrs.ips[i]
-	}
-
-	labels := make([]string, 0, len(hosts))
-	podIPs := 0
-	for host, ips := range hosts {
-		labels = append(labels, host)
-		podIPs += len(ips)
-	}
-	slices.Sort(labels)
-	sd.pods = make([]podData, len(labels))
-	sd.fqdns = make([]string, len(labels)*len(ix.zones))
-	all := make([]net.IP, 0, podIPs) // the pods' address lists, end to end
-	for i, host := range labels {
-		ips := hosts[host]
-		slices.SortFunc(ips, netip.Addr.Compare) // IPv4 first
-		start := len(all)
-		v4 := 0
-		for _, ip := range ips {
-			all = append(all, wire[ip])
-			if ip.Is4() {
-				v4++
-			}
-		}
-		for z, zone := range ix.zones {
-			sd.fqdns[i*len(ix.zones)+z] = dnsutil.Join(host, sd.rel, zone)
-		}
-		// The relative name is the start of the first complete name.
-		sd.pods[i] = podData{
-			rel:   sd.fqdns[i*len(ix.zones)][:len(host)+1+len(sd.rel)],
-			addrs: addrSet{ips: all[start:len(all):len(all)], v4: v4},
-		}
-	}
-
-	keys := make([]srvKey, 0, len(srvTargets))
-	for k := range srvTargets {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b srvKey) int { return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.proto, b.proto)) })
-	sd.srv = make([]srvData, len(keys))
-	for j, k := range keys {
-		targets := srvTargets[k]
-		slices.SortFunc(targets, func(a, b target) int {
-			return cmp.Or(cmp.Compare(a.host, b.host), cmp.Compare(a.port, b.port))
-		})
-		set := &sd.srv[j]
-		set.rel = "_" + k.name + "._" + k.proto + "." + sd.rel
-		set.weight = uint16(max(1, 100/len(targets)))
-		set.targets = make([]srvTarget, len(targets))
-		for i, t := range targets {
-			pod, _ := slices.BinarySearch(labels, t.host)
-			set.targets[i] = srvTarget{pod: int32(pod), port: t.port}
-			if !slices.Contains(set.glue, int32(pod)) {
-				set.glue = append(set.glue, int32(pod))
-				set.glueA += sd.pods[pod].addrs.v4
-				set.glueAll += len(sd.pods[pod].addrs.ips)
-			}
-		}
-	}
-	return sd
 }
 
 // names lists every forward name sd publishes, with its entry.
@@ -424,8 +207,12 @@ func (sd *serviceData) ptrPods() map[netip.Addr][]int32 {
 
 // publish replaces what the service key published before with sd (nil
 // removes it), keeping the shared names (svc and namespace empty
-// non-terminals, PTRs and reverse empty non-terminals) right.
+// non-terminals, PTRs and reverse empty non-terminals) right. svc is nil
+// when the service is gone (or not headless, or filtered out); sd is nil
+// when it has no ready endpoint.
 func (ix *index) publish(key string, svc *service, sd *serviceData) {
+	ix.writeMu.Lock()
+	defer ix.writeMu.Unlock()
 	old := ix.services[key]
 	if old == nil && svc == nil {
 		return
@@ -435,8 +222,8 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 		next = &published{namespace: svc.namespace, data: sd}
 	}
 
-	// PTR owners first: which addresses change, and to what. Only this
-	// writer changes ix.ptr, so it may read it unlocked.
+	// PTR owners first: which addresses change, and to what. Only the
+	// holder of writeMu changes ix.ptr, so it may read it without mu.
 	type ptrChange struct {
 		entry  ptrEntry
 		exists bool
@@ -557,170 +344,14 @@ func newPTREntry(owners []ptrOwner) (ptrEntry, bool) {
 // countReverseAncestors adds (or takes away) one PTR name below each
 // ancestor of name, up to in-addr.arpa. or ip6.arpa. Callers hold mu.
 func (ix *index) countReverseAncestors(name string, added bool) {
-	for {
-		name = name[strings.IndexByte(name, '.')+1:]
-		if name == "in-addr.arpa." || name == "ip6.arpa." || name == "" {
-			return
-		}
-		switch before := ix.reverseENT[name]; {
+	reverseParents(name, func(parent string) {
+		switch before := ix.reverseENT[parent]; {
 		case added:
-			ix.reverseENT[name] = before + 1
+			ix.reverseENT[parent] = before + 1
 		case before <= 1:
-			delete(ix.reverseENT, name)
+			delete(ix.reverseENT, parent)
 		default:
-			ix.reverseENT[name] = before - 1
+			ix.reverseENT[parent] = before - 1
 		}
-	}
-}
-
-// parseReverseName returns the address a complete reverse name stands for:
-// four decimal labels under in-addr.arpa. or 32 nibbles under ip6.arpa.,
-// written as reverseName writes them (lower case, no leading zeros). It
-// allocates nothing.
-func parseReverseName(name string) (netip.Addr, bool) {
-	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa."); ok {
-		var b [4]byte
-		for i := 3; i >= 0; i-- {
-			label := rest
-			if i > 0 {
-				dot := strings.IndexByte(rest, '.')
-				if dot < 0 {
-					return netip.Addr{}, false
-				}
-				label, rest = rest[:dot], rest[dot+1:]
-			}
-			if len(label) == 0 || len(label) > 3 || (len(label) > 1 && label[0] == '0') {
-				return netip.Addr{}, false
-			}
-			v := 0
-			for _, c := range []byte(label) {
-				if c < '0' || c > '9' {
-					return netip.Addr{}, false
-				}
-				v = 10*v + int(c-'0')
-			}
-			if v > 255 {
-				return netip.Addr{}, false
-			}
-			b[i] = byte(v)
-		}
-		return netip.AddrFrom4(b), true
-	}
-	if rest, ok := strings.CutSuffix(name, ".ip6.arpa."); ok && len(rest) == 63 {
-		var b [16]byte
-		for i := range 32 {
-			c := rest[2*i]
-			if i < 31 && rest[2*i+1] != '.' {
-				return netip.Addr{}, false
-			}
-			var v byte
-			switch {
-			case c >= '0' && c <= '9':
-				v = c - '0'
-			case c >= 'a' && c <= 'f':
-				v = c - 'a' + 10
-			default:
-				return netip.Addr{}, false
-			}
-			// The first label is the last nibble.
-			pos := 31 - i
-			if pos%2 == 0 {
-				b[pos/2] |= v << 4
-			} else {
-				b[pos/2] |= v
-			}
-		}
-		return netip.AddrFrom16(b), true
-	}
-	return netip.Addr{}, false
-}
-
-type namedPort struct {
-	name, proto string
-	port        uint16
-}
-
-// namedPorts returns the slice's ports that can have SRV records: named,
-// with a number, in lower case as they appear in the SRV owner name.
-func namedPorts(ports []discovery.EndpointPort) []namedPort {
-	var out []namedPort
-	for _, p := range ports {
-		if p.Name == nil || p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
-			continue
-		}
-		name := strings.ToLower(*p.Name)
-		if len(validation.IsDNS1123Label(name)) > 0 {
-			continue
-		}
-		proto := "tcp"
-		if p.Protocol != nil {
-			proto = strings.ToLower(string(*p.Protocol))
-		}
-		if len(validation.IsDNS1123Label(proto)) > 0 {
-			continue
-		}
-		out = append(out, namedPort{name, proto, uint16(*p.Port)})
-	}
-	return out
-}
-
-// endpointLabel is the DNS label that names one endpoint address under its
-// service: its hostname; with endpoint_pod_names, its pod's name; else an
-// id made from the IP.
-func (ix *index) endpointLabel(ep *discovery.Endpoint, ip netip.Addr) string {
-	if ep.Hostname != nil && isLabel(*ep.Hostname) {
-		return *ep.Hostname
-	}
-	if ix.podNames && ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && isLabel(ep.TargetRef.Name) {
-		return ep.TargetRef.Name
-	}
-	return ipLabel(ip)
-}
-
-func isLabel(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }
-
-// ipLabel names an address as a DNS label: 10-244-1-5 for IPv4 (as CoreDNS
-// does), and the eight fully written groups joined by hyphens for IPv6, so
-// that no label starts or ends with a hyphen and each address has one name.
-func ipLabel(ip netip.Addr) string {
-	if ip.Is4() {
-		return strings.ReplaceAll(ip.String(), ".", "-")
-	}
-	b := ip.As16()
-	var sb strings.Builder
-	sb.Grow(39)
-	for i := 0; i < 16; i += 2 {
-		if i > 0 {
-			sb.WriteByte('-')
-		}
-		g := strconv.FormatUint(uint64(b[i])<<8|uint64(b[i+1]), 16)
-		sb.WriteString(strings.Repeat("0", 4-len(g)))
-		sb.WriteString(g)
-	}
-	return sb.String()
-}
-
-// reverseName is the in-addr.arpa. (IPv4) or ip6.arpa. (IPv6, IPv4-mapped
-// included) name of ip, in lower case.
-func reverseName(ip netip.Addr) string {
-	var sb strings.Builder
-	if ip.Is4() {
-		b := ip.As4()
-		for i := 3; i >= 0; i-- {
-			sb.WriteString(strconv.Itoa(int(b[i])))
-			sb.WriteByte('.')
-		}
-		sb.WriteString("in-addr.arpa.")
-		return sb.String()
-	}
-	const hex = "0123456789abcdef"
-	b := ip.As16()
-	for i := 15; i >= 0; i-- {
-		sb.WriteByte(hex[b[i]&0xf])
-		sb.WriteByte('.')
-		sb.WriteByte(hex[b[i]>>4])
-		sb.WriteByte('.')
-	}
-	sb.WriteString("ip6.arpa.")
-	return sb.String()
+	})
 }

@@ -1,8 +1,6 @@
 package headless
 
 import (
-	"sync"
-
 	"github.com/coredns/coredns/plugin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -25,14 +23,14 @@ var (
 		Subsystem: pluginName,
 		Name:      "services",
 		Help:      "Headless services in the index (within the namespaces and labels options).",
-	}, func() float64 { return sumInstances(func(h *Headless) int { s, _ := h.index.counts(); return s }) })
+	}, func() float64 { return instances.sum(func(h *Headless) int { s, _ := h.index.counts(); return s }) })
 
 	endpointsGauge = promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "endpoints",
 		Help:      "Ready endpoint addresses published, counted once per service.",
-	}, func() float64 { return sumInstances(func(h *Headless) int { _, e := h.index.counts(); return e }) })
+	}, func() float64 { return instances.sum(func(h *Headless) int { _, e := h.index.counts(); return e }) })
 
 	// slicesGauge shows that only slices that can belong to a headless
 	// Service are held: ClusterIP Services' slices never are.
@@ -41,7 +39,9 @@ var (
 		Subsystem: pluginName,
 		Name:      "endpointslices",
 		Help:      "EndpointSlices held in memory: headless-labelled ones and those not managed by the endpointslice controller.",
-	}, func() float64 { return sumInstances(func(h *Headless) int { return int(h.watcher.slicesHeld.Load()) }) })
+	}, func() float64 {
+		return instances.sum(func(h *Headless) int { return int(h.watcher.slicesHeld.Load()) })
+	})
 
 	syncedGauge = promauto.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: plugin.Namespace,
@@ -49,7 +49,7 @@ var (
 		Name:      "synced",
 		Help:      "1 once every running instance's informers have synced and its index is complete, else 0 (names in its zones get SERVFAIL).",
 	}, func() float64 {
-		unsynced := sumInstances(func(h *Headless) int {
+		unsynced := instances.sum(func(h *Headless) int {
 			if h.synced.Load() {
 				return 0
 			}
@@ -82,34 +82,4 @@ func init() {
 	for _, kind := range []string{"headless_with_selector", "headless_without_selector"} {
 		programmingDuration.WithLabelValues(kind)
 	}
-}
-
-// instances are the running plugins (one per server block that has a
-// headless stanza, two for a moment during a reload): the gauges add them up.
-var instances = &registry{set: map[*Headless]bool{}}
-
-type registry struct {
-	mu  sync.Mutex
-	set map[*Headless]bool
-}
-
-func (r *registry) add(h *Headless)    { r.mu.Lock(); r.set[h] = true; r.mu.Unlock() }
-func (r *registry) remove(h *Headless) { r.mu.Lock(); delete(r.set, h); r.mu.Unlock() }
-
-func (r *registry) running() []*Headless {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]*Headless, 0, len(r.set))
-	for h := range r.set {
-		out = append(out, h)
-	}
-	return out
-}
-
-func sumInstances(count func(*Headless) int) float64 {
-	total := 0
-	for _, h := range instances.running() {
-		total += count(h)
-	}
-	return float64(total)
 }

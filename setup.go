@@ -1,22 +1,18 @@
 package headless
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/url"
 	"os"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	"github.com/coredns/coredns/plugin"
-	"github.com/coredns/coredns/plugin/pkg/dnsutil"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
 	"github.com/miekg/dns"
@@ -25,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -164,18 +159,6 @@ func (cfg *config) parseZones(c *caddy.Controller) error {
 func validZone(arg string) bool {
 	zones := plugin.Host(arg).NormalizeExact()
 	return len(zones) > 0 && !slices.ContainsFunc(zones, func(z string) bool { return !dns.IsFqdn(z) })
-}
-
-// isReverseZone tells whether a lower-case zone is in-addr.arpa. or
-// ip6.arpa., or below. It runs on the query path, so it compares strings
-// instead of splitting labels.
-func isReverseZone(zone string) bool {
-	for _, arpa := range []string{"in-addr.arpa.", "ip6.arpa."} {
-		if zone == arpa || strings.HasSuffix(zone, "."+arpa) {
-			return true
-		}
-	}
-	return false
 }
 
 func (cfg *config) parseOption(c *caddy.Controller, option string, args []string) error {
@@ -348,74 +331,7 @@ func (cfg *config) restConfig() (*rest.Config, error) {
 		return nil, err
 	}
 	rc.UserAgent = "coredns-headless"
+	rc.WarningHandlerWithContext = &apiWarnings{}
 	rc.ContentType = "application/vnd.kubernetes.protobuf"
 	return rc, nil
-}
-
-// Headless is the plugin: the published index, the informers that feed it,
-// and the next plugin in the chain.
-type Headless struct {
-	Next plugin.Handler
-
-	cfg      *config
-	zones    []string             // forward and reverse zones, for plugin.Zones.Matches
-	soaNames map[string][2]string // per zone, the SOA's MNAME and RNAME
-	index    *index
-	watcher  *watcher
-	synced   atomic.Bool
-	cancel   context.CancelFunc
-}
-
-func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
-	h := &Headless{
-		cfg:   cfg,
-		zones: append(slices.Clone(cfg.forwardZones), cfg.reverseZones...),
-		index: newIndex(cfg.forwardZones, cfg.ttl, cfg.endpointPodNames),
-	}
-	h.soaNames = make(map[string][2]string, len(h.zones))
-	for _, z := range h.zones {
-		h.soaNames[z] = [2]string{dnsutil.Join("ns.dns", z), dnsutil.Join("hostmaster", z)}
-	}
-	h.watcher = newWatcher(client, h.index, cfg.namespaces, cfg.labels)
-	return h
-}
-
-// start runs the informers and waits up to startup_timeout for their first
-// sync. Until that sync completes, names in the zones get SERVFAIL.
-func (h *Headless) start() error {
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	instances.add(h)
-	h.watcher.run(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if cache.WaitForCacheSync(ctx.Done(), h.watcher.hasSynced) {
-			h.synced.Store(true)
-			log.Infof("synced: %d headless services", h.servicesKnown())
-			// Decoding the initial lists needed several times the memory
-			// the index keeps; give it back to the system now rather
-			// than let the process carry it as resident memory.
-			debug.FreeOSMemory()
-		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(h.cfg.startupTimeout):
-		log.Warningf("not synced with the API server after %s; names in %v get SERVFAIL until it is", h.cfg.startupTimeout, h.zones)
-	}
-	return nil
-}
-
-func (h *Headless) stop() error {
-	if h.cancel != nil {
-		h.cancel()
-	}
-	instances.remove(h)
-	return nil
-}
-
-func (h *Headless) servicesKnown() int {
-	n, _ := h.index.counts()
-	return n
 }

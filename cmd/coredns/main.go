@@ -1,13 +1,9 @@
 // Command coredns is CoreDNS with every stock plugin plus headless, which
-// sits in the plugin chain immediately before kubernetes.
+// sits in the plugin chain immediately before kubernetes. It behaves as
+// stock CoreDNS does, flags and all.
 package main
 
 import (
-	"fmt"
-	"os"
-	"strings"
-
-	"github.com/coredns/caddy"
 	"github.com/coredns/coredns/core/dnsserver"
 	_ "github.com/coredns/coredns/core/plugin" // every stock plugin
 	"github.com/coredns/coredns/coremain"
@@ -40,36 +36,4 @@ func insertBefore(directives []string, anchor, name string) []string {
 	return out
 }
 
-func main() {
-	for _, arg := range os.Args[1:] {
-		if arg == "-plugins" || arg == "--plugins" {
-			fmt.Print(describePlugins())
-			return
-		}
-	}
-	coremain.Run()
-}
-
-// describePlugins lists what this build holds with each plugin under its
-// server type, as dns.headless, the way CoreDNS used to print -plugins.
-func describePlugins() string {
-	var sb strings.Builder
-	for _, section := range []struct{ title, key string }{
-		{"Server types", "server_types"},
-		{"Caddyfile loaders", "caddyfile_loaders"},
-		{"Other plugins", "others"},
-	} {
-		names := caddy.ListPlugins()[section.key]
-		if len(names) == 0 {
-			continue
-		}
-		if sb.Len() > 0 {
-			sb.WriteString("\n")
-		}
-		sb.WriteString(section.title + ":\n")
-		for _, name := range names {
-			sb.WriteString("  " + name + "\n")
-		}
-	}
-	return sb.String()
-}
+func main() { coremain.Run() }

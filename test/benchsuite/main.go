@@ -210,7 +210,7 @@ func run(ctx context.Context) error {
 		if err := goCmd(ctx, s.root, "build", "-o", s.coredns, "./cmd/coredns"); err != nil {
 			return err
 		}
-		if err := goCmd(ctx, s.test, "build", "-o", populate, "./loadgen/populate"); err != nil {
+		if err := goCmd(ctx, s.test, "build", "-o", populate, "./populate"); err != nil {
 			return err
 		}
 		out, err := exec.CommandContext(ctx, "bash", filepath.Join(s.test, "testenv.sh")).Output()

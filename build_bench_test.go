@@ -16,13 +16,14 @@ const sliceUpdateEndpoints = 10
 
 // BenchmarkSliceUpdate measures applying one EndpointSlice change to the
 // index: one endpoint of one service gets a new address, and that service
-// is rebuilt and swapped in. The index around it holds 1k, 10k or 100k
+// is built and published. The index around it holds 1k, 10k or 100k
 // endpoints; the cost must not grow with it. Informers are left out: this
-// is the index's own update path (index.rebuild), as watch.go calls it.
+// is build and publish, as the watcher calls them.
 func BenchmarkSliceUpdate(b *testing.B) {
 	for _, total := range []int{1_000, 10_000, 100_000} {
 		b.Run(fmt.Sprintf("endpoints=%d", total), func(b *testing.B) {
-			ix := newIndex([]string{"cluster.local."}, ttls{5, 5, 5, 5, 5}, false)
+			ix := newIndex()
+			opts := buildOptions{zones: []string{"cluster.local."}}
 			services := total / sliceUpdateEndpoints
 			slices := make([]*discovery.EndpointSlice, services)
 			next := netip.MustParseAddr("10.128.0.1")
@@ -38,9 +39,7 @@ func BenchmarkSliceUpdate(b *testing.B) {
 					ports(port("web", 8080, core.ProtocolTCP)), eps...)
 				slices[i] = s
 				svc := &service{namespace: ns, name: name, hasSelector: true}
-				ix.rebuild(ns+"/"+name, func() (*service, []*discovery.EndpointSlice) {
-					return svc, []*discovery.EndpointSlice{s}
-				})
+				ix.publish(ns+"/"+name, svc, build(svc, []*discovery.EndpointSlice{s}, opts))
 			}
 			if _, endpoints := ix.counts(); endpoints != total {
 				b.Fatalf("index holds %d endpoints, want %d", endpoints, total)
@@ -54,15 +53,13 @@ func BenchmarkSliceUpdate(b *testing.B) {
 			// Two precomputed addresses, alternated, so that every
 			// iteration is a real change and nothing is formatted in the loop.
 			addrs := [2]string{"10.64.0.1", slices[i].Endpoints[0].Addresses[0]}
-			read := func() (*service, []*discovery.EndpointSlice) {
-				return svc, []*discovery.EndpointSlice{changed}
-			}
+			changedSlices := []*discovery.EndpointSlice{changed}
 			// Collect the set-up's garbage now, not inside the timed loop.
 			runtime.GC()
 			b.ReportAllocs()
 			for n := 0; b.Loop(); n++ {
 				changed.Endpoints[0].Addresses[0] = addrs[n&1]
-				ix.rebuild(key, read)
+				ix.publish(key, svc, build(svc, changedSlices, opts))
 			}
 			b.StopTimer()
 			if _, endpoints := ix.counts(); endpoints != total {

@@ -1,0 +1,116 @@
+package headless
+
+import (
+	"net"
+
+	"github.com/miekg/dns"
+)
+
+// reply is a reply message with room for what most replies hold, allocated
+// at once: the question, eight record pointers and an SOA. With the one
+// array of record copies made per reply, a query costs two allocations,
+// three when a big answer needs more pointers.
+type reply struct {
+	msg      dns.Msg
+	question [1]dns.Question
+	slots    [8]dns.RR
+	soa      dns.SOA
+}
+
+// newReply starts the reply to r, as dns.Msg.SetReply would: same id,
+// opcode, RD and CD flags, and question; authoritative.
+func newReply(r *dns.Msg) *reply {
+	rp := &reply{}
+	m := &rp.msg
+	m.Id, m.Response, m.Opcode, m.Authoritative = r.Id, true, r.Opcode, true
+	if m.Opcode == dns.OpcodeQuery {
+		m.RecursionDesired, m.CheckingDisabled = r.RecursionDesired, r.CheckingDisabled
+	}
+	rp.question[0] = r.Question[0]
+	m.Question = rp.question[:]
+	return rp
+}
+
+// sections returns an empty section with room for n records, and an empty
+// additional section with room for extra records and an OPT record, both in
+// the inline slots when they suffice. Only one call per reply.
+func (rp *reply) sections(n, extra int) (records, additional []dns.RR) {
+	var all []dns.RR
+	if n+extra+1 <= len(rp.slots) {
+		all = rp.slots[:]
+	} else {
+		all = make([]dns.RR, n+extra+1)
+	}
+	return all[:0:n], all[n : n : n+extra+1]
+}
+
+// srv makes an SRV RRset in zone z, owned by owner, and its glue, all in
+// one array; srvTTL is the SRV records' TTL, podTTL the glue's.
+func (rp *reply) srv(sd *serviceData, set *srvData, z int, owner string, srvTTL, podTTL uint32) (answer, extra []dns.RR) {
+	type srvAndGlue struct {
+		srv  dns.SRV
+		a    dns.A
+		aaaa dns.AAAA
+	}
+	copies := make([]srvAndGlue, max(len(set.targets), set.glueA, set.glueAll-set.glueA))
+	answer, extra = rp.sections(len(set.targets), set.glueAll)
+	for i, target := range set.targets {
+		copies[i].srv = dns.SRV{
+			Hdr:    dns.RR_Header{Name: owner, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: srvTTL},
+			Weight: set.weight, Port: target.port, Target: sd.fqdn(target.pod, z),
+		}
+		answer = append(answer, &copies[i].srv)
+	}
+	// Glue: every A record, then every AAAA record, pod by pod.
+	a, aaaa := 0, 0
+	for _, pod := range set.glue {
+		name, addrs := sd.fqdn(pod, z), sd.pods[pod].addrs
+		for _, ip := range addrs.a() {
+			copies[a].a = dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: podTTL}, A: ip}
+			extra = append(extra, &copies[a].a)
+			a++
+		}
+	}
+	for _, pod := range set.glue {
+		name, addrs := sd.fqdn(pod, z), sd.pods[pod].addrs
+		for _, ip := range addrs.aaaa() {
+			copies[aaaa].aaaa = dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: podTTL}, AAAA: ip}
+			extra = append(extra, &copies[aaaa].aaaa)
+			aaaa++
+		}
+	}
+	return answer, extra
+}
+
+// appendA makes A records owned by owner for ips, in one new array, and
+// appends them to out. Records are always new: plugins downstream (rewrite,
+// cache) change names and TTLs in place. The addresses are shared, and
+// read only.
+func appendA(out []dns.RR, ips []net.IP, owner string, ttl uint32) []dns.RR {
+	records := make([]dns.A, len(ips))
+	for i, ip := range ips {
+		records[i] = dns.A{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: ip}
+		out = append(out, &records[i])
+	}
+	return out
+}
+
+// appendAAAA is appendA for IPv6.
+func appendAAAA(out []dns.RR, ips []net.IP, owner string, ttl uint32) []dns.RR {
+	records := make([]dns.AAAA, len(ips))
+	for i, ip := range ips {
+		records[i] = dns.AAAA{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: ip}
+		out = append(out, &records[i])
+	}
+	return out
+}
+
+// appendPTR makes PTR records owned by owner pointing at targets.
+func appendPTR(out []dns.RR, targets []string, owner string, ttl uint32) []dns.RR {
+	records := make([]dns.PTR, len(targets))
+	for i, target := range targets {
+		records[i] = dns.PTR{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypePTR, Class: dns.ClassINET, Ttl: ttl}, Ptr: target}
+		out = append(out, &records[i])
+	}
+	return out
+}
