@@ -1,20 +1,38 @@
-// Command kube-testenv runs a real, minimal Kubernetes control plane (an
-// embedded etcd and the real kube-apiserver) in a single process, for tests
-// and demos of the headless CoreDNS plugin.
+// Command kube-testenv runs a real, small Kubernetes cluster for tests and
+// demos of the headless CoreDNS plugin. It has two modes:
 //
-// When the API server is ready it prints exactly one line on stdout: the
+//   - apiserver-only (the default): an embedded etcd and the real
+//     kube-apiserver in this one process. Nothing else runs: no controller
+//     writes EndpointSlices, namespaces never finish terminating, and no pod
+//     is ever scheduled. Tests that hand-write every object, and the
+//     benchmarks, use this mode.
+//   - -cluster: the same, plus the real kube-controller-manager and
+//     kube-scheduler (this binary again, run as child processes with the
+//     subcommands kube-controller-manager and kube-scheduler, so that each
+//     has its own flags, feature gates and metrics registries) and kwok
+//     (-kwok, a separate binary) simulating the kubelets of a tainted
+//     control-plane node and -nodes worker nodes, kwok-node-1 to
+//     kwok-node-N. The node-ipam controller gives node i the pod CIDR
+//     10.244.i.0/24 and kwok gives pods addresses from their node's range,
+//     so pods look like the ones of a kind cluster (10.244.1.1, ...).
+//
+// When the cluster is ready it prints exactly one line on stdout: the
 // absolute path of an admin kubeconfig. Everything else (including the
 // apiserver and etcd logs) goes to a log file in the state directory, or to
-// stderr with -log-file=-.
+// stderr with -log-file=-; the child processes log to their own files there
+// (kube-controller-manager.log, kube-scheduler.log, kwok.log).
 //
 // All state lives in one directory (-dir). Restarting with the same directory
 // reuses the etcd data, the serving certificate, the tokens and the ports, so
 // clients see the API server go away and come back at the same URL with all
 // objects intact.
 //
-// There is no controller-manager and no scheduler: nothing creates
-// EndpointSlices for Services, namespaces never finish terminating, and no
-// service-account tokens are minted.
+// kube-testenv stops (children first, then the apiserver and etcd) on
+// SIGTERM, SIGINT or when its stdin reaches EOF. Its children die with it
+// even when it is killed: they get SIGKILL from the kernel when it goes
+// (PR_SET_PDEATHSIG), and the controller-manager and scheduler also exit
+// when their stdin, a pipe from kube-testenv, reaches EOF. A child that
+// exits on its own (say it could not reach the apiserver) is started again.
 //
 // It must be built with the component-base version variables set, e.g.
 //
@@ -84,6 +102,9 @@ type ports struct {
 	APIServer  int `json:"apiserver"`
 	EtcdClient int `json:"etcdClient"`
 	EtcdPeer   int `json:"etcdPeer"`
+	// Secure ports of the -cluster children (healthz, readyz, metrics).
+	ControllerManager int `json:"controllerManager,omitempty"`
+	Scheduler         int `json:"scheduler,omitempty"`
 }
 
 type stringList []string
@@ -100,6 +121,12 @@ func logf(format string, args ...any) {
 }
 
 func main() {
+	// The cluster's children are this binary again, with a subcommand.
+	if len(os.Args) > 1 {
+		if c, ok := components[os.Args[1]]; ok {
+			os.Exit(runComponent(c, os.Args[2:]))
+		}
+	}
 	os.Exit(run())
 }
 
@@ -110,14 +137,37 @@ func run() int {
 		watchStdin   = flag.Bool("watch-stdin", true, "shut down when stdin reaches EOF")
 		logFile      = flag.String("log-file", "", "file receiving the apiserver and etcd logs, appended to (default: DIR/"+defaultLogFile+"; \"-\" keeps them on stderr)")
 		verbosity    = flag.Int("v", 0, "kube-apiserver klog verbosity")
-		readyTimeout = flag.Duration("ready-timeout", 3*time.Minute, "give up if the apiserver is not ready within this time")
+		readyTimeout = flag.Duration("ready-timeout", 3*time.Minute, "give up if the cluster is not ready within this time")
+		clusterMode  = flag.Bool("cluster", false, "also run kube-controller-manager, kube-scheduler and kwok nodes (default: etcd and kube-apiserver only)")
+		kwokPath     = flag.String("kwok", "", "the kwok binary (required with -cluster)")
+		nodes        = flag.Int("nodes", 3, "with -cluster: the number of kwok worker nodes, kwok-node-1 to kwok-node-N (at most 250)")
 		extraArgs    stringList
+		cc           clusterConfig
 	)
 	flag.Var(&extraArgs, "apiserver-arg", "extra kube-apiserver flag, e.g. -apiserver-arg=--feature-gates=Foo=true (repeatable; overrides the defaults)")
+	flag.Var(&cc.controllerManagerArgs, "controller-manager-arg", "with -cluster: extra kube-controller-manager flag (repeatable; overrides the defaults)")
+	flag.Var(&cc.schedulerArgs, "scheduler-arg", "with -cluster: extra kube-scheduler flag (repeatable; overrides the defaults)")
+	flag.Var(&cc.kwokArgs, "kwok-arg", "with -cluster: extra kwok flag (repeatable; overrides the defaults)")
 	flag.Parse()
 	if flag.NArg() != 0 {
 		logf("unexpected arguments: %q", flag.Args())
 		return 2
+	}
+	if *clusterMode {
+		if *kwokPath == "" {
+			logf("-cluster needs -kwok, the path of the kwok binary")
+			return 2
+		}
+		if *nodes < 1 || *nodes > 250 {
+			logf("-nodes must be between 1 and 250")
+			return 2
+		}
+		var err error
+		if cc.kwok, err = filepath.Abs(*kwokPath); err != nil {
+			logf("%v", err)
+			return 2
+		}
+		cc.nodes = *nodes
 	}
 
 	// Shutdown requests: SIGTERM/SIGINT, or stdin EOF (turned into a SIGTERM
@@ -189,7 +239,7 @@ func run() int {
 		return 1
 	}
 
-	p, err := loadPorts(stateDir, *port)
+	p, err := loadPorts(stateDir, *port, *clusterMode)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -239,7 +289,7 @@ func run() int {
 		return 0
 	default:
 	}
-	cmd.SetArgs(append(apiserverArgs(stateDir, p, *verbosity), extraArgs...))
+	cmd.SetArgs(append(apiserverArgs(stateDir, p, *verbosity, *clusterMode), extraArgs...))
 	cmd.SetOut(os.Stderr)
 	cmd.SetErr(os.Stderr)
 	apiErr := make(chan error, 1)
@@ -274,14 +324,46 @@ func run() int {
 		etcd.Close()
 		return fail("%v", err)
 	}
-	logf("ready in %v: %s (state in %s)", time.Since(start).Round(time.Millisecond), server, stateDir)
+	apiReady := time.Since(start)
+
+	var cl *cluster
+	if *clusterMode {
+		cc.dir, cc.ports, cc.kubeconfig, cc.verbosity = stateDir, p, adminPath, *verbosity
+		cl = startCluster(cc)
+		ctx, cancel := context.WithTimeout(context.Background(), *readyTimeout-apiReady)
+		err := cl.waitReady(ctx, stopCh, apiErr)
+		cancel()
+		switch {
+		case errors.Is(err, errStopped):
+			cl.stop()
+			<-apiErr
+			closeEtcd()
+			logf("stopped")
+			return 0
+		case err != nil:
+			cl.stop()
+			etcd.Close()
+			return fail("the cluster did not become ready: %v", err)
+		}
+		logf("apiserver ready in %v, cluster (controller-manager, scheduler, %d kwok nodes) in %v: %s (state in %s)",
+			apiReady.Round(time.Millisecond), cc.nodes, time.Since(start).Round(time.Millisecond), server, stateDir)
+	} else {
+		logf("ready in %v: %s (state in %s)", apiReady.Round(time.Millisecond), server, stateDir)
+	}
 	fmt.Fprintln(stdout, adminPath)
 
 	select {
 	case err := <-apiErr:
+		if cl != nil {
+			cl.stop()
+		}
 		etcd.Close()
 		return fail("kube-apiserver exited unexpectedly: %v", err)
 	case <-stopCh:
+	}
+	// The children go first, so that they do not log the apiserver's end.
+	if cl != nil {
+		cl.stop()
 	}
 	if err := <-apiErr; err != nil {
 		logf("kube-apiserver: %v", err)
@@ -338,9 +420,9 @@ func tail(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// loadPorts returns the recorded ports, filling in free ones where missing,
-// and records the result.
-func loadPorts(dir string, apiPort int) (ports, error) {
+// loadPorts returns the recorded ports, filling in free ones where missing
+// (the children's only in cluster mode), and records the result.
+func loadPorts(dir string, apiPort int, clusterMode bool) (ports, error) {
 	var p ports
 	path := filepath.Join(dir, stateFile)
 	if b, err := os.ReadFile(path); err == nil {
@@ -353,7 +435,11 @@ func loadPorts(dir string, apiPort int) (ports, error) {
 	if apiPort != 0 {
 		p.APIServer = apiPort
 	}
-	for _, pp := range []*int{&p.APIServer, &p.EtcdClient, &p.EtcdPeer} {
+	needed := []*int{&p.APIServer, &p.EtcdClient, &p.EtcdPeer}
+	if clusterMode {
+		needed = append(needed, &p.ControllerManager, &p.Scheduler)
+	}
+	for _, pp := range needed {
 		if *pp != 0 {
 			continue
 		}
@@ -472,27 +558,35 @@ func startEtcd(dir string, p ports, stopCh <-chan struct{}) (*embed.Etcd, error)
 	}
 }
 
-func apiserverArgs(dir string, p ports, verbosity int) []string {
+func apiserverArgs(dir string, p ports, verbosity int, clusterMode bool) []string {
 	saKey := filepath.Join(dir, saKeyFile)
 	etcdURL := loopbackURL(p.EtcdClient)
-	return []string{
-		"--etcd-servers=" + (&etcdURL).String(),
+	// With a controller-manager, deletions go through the garbage collector
+	// (foreground and orphan deletions wait for it, owned objects follow
+	// their owner) and pods get their ServiceAccount and its token volume,
+	// the default one being made by the serviceaccount controller. Without
+	// one, the GC finalizers would never be removed and no pod could be
+	// admitted for want of a ServiceAccount.
+	modeArgs := []string{"--enable-garbage-collector=false", "--disable-admission-plugins=ServiceAccount"}
+	if clusterMode {
+		modeArgs = []string{"--enable-garbage-collector=true"}
+	}
+	return append(modeArgs,
+		"--etcd-servers="+(&etcdURL).String(),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1", // also puts 127.0.0.1 into the self-signed cert
-		"--secure-port=" + strconv.Itoa(p.APIServer),
-		"--cert-dir=" + filepath.Join(dir, certDir),
-		"--token-auth-file=" + filepath.Join(dir, tokenCSVFile),
+		"--secure-port="+strconv.Itoa(p.APIServer),
+		"--cert-dir="+filepath.Join(dir, certDir),
+		"--token-auth-file="+filepath.Join(dir, tokenCSVFile),
 		"--anonymous-auth=false",
 		"--authorization-mode=RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-account-key-file=" + saKey,
-		"--service-account-signing-key-file=" + saKey,
+		"--service-account-key-file="+saKey,
+		"--service-account-signing-key-file="+saKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
+		// The apiserver's own Endpoints for the kubernetes Service would
+		// name 127.0.0.1, which the API refuses for an endpoint.
 		"--endpoint-reconciler-type=none",
-		"--disable-admission-plugins=ServiceAccount",
-		// There is no controller-manager: without the garbage collector,
-		// deletions must not wait on GC finalizers.
-		"--enable-garbage-collector=false",
 		// Lighter and faster to start.
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
@@ -500,8 +594,8 @@ func apiserverArgs(dir string, p ports, verbosity int) []string {
 		// (otherwise the HTTP server waits for them up to --request-timeout).
 		"--shutdown-delay-duration=0s",
 		"--shutdown-watch-termination-grace-period=1s",
-		"--v=" + strconv.Itoa(verbosity),
-	}
+		"--v="+strconv.Itoa(verbosity),
+	)
 }
 
 var errStopped = errors.New("stopped")
@@ -559,7 +653,9 @@ func get(ctx context.Context, client *http.Client, u, token string) (bool, error
 	if err != nil {
 		return false, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return false, err
