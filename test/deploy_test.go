@@ -26,8 +26,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-
-	"github.com/headlessdns/headless/test/kubeapply"
 )
 
 // The manifests of deploy/ name these; the tests use the same names.
@@ -60,7 +58,7 @@ func deployManifests(t *testing.T) []string {
 // ensureNamespace creates a fixed-name namespace unless it exists.
 func ensureNamespace(t *testing.T, name string) {
 	t.Helper()
-	_, err := env.cp.client.CoreV1().Namespaces().Create(context.Background(),
+	_, err := env.cluster.client.CoreV1().Namespaces().Create(context.Background(),
 		&core.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("creating namespace %s: %v", name, err)
@@ -119,9 +117,7 @@ func rewritten(t *testing.T, name string, oldNew ...string) string {
 
 func apply(t *testing.T, paths ...string) {
 	t.Helper()
-	if _, err := kubeapply.Files(context.Background(), env.cp.config, paths...); err != nil {
-		t.Fatal(err)
-	}
+	env.cluster.apply(t, paths...)
 }
 
 // accountKubeconfig mints a token for a ServiceAccount with the TokenRequest
@@ -130,19 +126,19 @@ func apply(t *testing.T, paths ...string) {
 func accountKubeconfig(t *testing.T, namespace, account string) string {
 	t.Helper()
 	expiry := int64(3600)
-	tr, err := env.cp.client.CoreV1().ServiceAccounts(namespace).CreateToken(context.Background(), account,
+	tr, err := env.cluster.client.CoreV1().ServiceAccounts(namespace).CreateToken(context.Background(), account,
 		&authn.TokenRequest{Spec: authn.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("token for %s/%s: %v", namespace, account, err)
 	}
-	ca := env.cp.config.CAData
+	ca := env.cluster.config.CAData
 	if len(ca) == 0 {
-		if ca, err = os.ReadFile(env.cp.config.CAFile); err != nil {
+		if ca, err = os.ReadFile(env.cluster.config.CAFile); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: env.cp.config.Host, CertificateAuthorityData: ca}
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: env.cluster.config.Host, CertificateAuthorityData: ca}
 	cfg.AuthInfos[account] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
 	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: account}
 	cfg.CurrentContext = "test"
@@ -180,8 +176,8 @@ func localCorefile(t *testing.T, corefile, kubeconfig string) string {
 // Service "api"; it returns the namespace and api's address.
 func deployObjects(t *testing.T, prefix string, subnet int) (ns, apiIP string) {
 	t.Helper()
-	c := env.cp.client
-	ns = newNamespace(t, env.cp, prefix)
+	c := env.cluster.client
+	ns = newNamespace(t, env.cluster, prefix)
 	createService(t, c, ns, "db", true)
 	createSlice(t, c, newSlice(ns, "db-1", "db", discovery.AddressTypeIPv4, []discovery.EndpointPort{port("pg", 5432, core.ProtocolTCP)},
 		endpoint("db-0", fmt.Sprintf("10.8.%d.1", subnet)), endpoint("db-1", fmt.Sprintf("10.8.%d.2", subnet))))
@@ -214,27 +210,32 @@ func expectHeadless(t *testing.T, s *corednsServer, ns string, subnet int) {
 
 // TestDeployManifestsDryRun sends every manifest of deploy/ through the API
 // server's validation, defaulting and admission with a server-side apply
-// dry run, and checks the Deployment carries the settings it promises.
+// dry run (kubectl apply --server-side --dry-run=server), and checks the
+// Deployment carries the settings it promises.
 func TestDeployManifestsDryRun(t *testing.T) {
 	ensureNamespace(t, deployNamespace)
 	ensureNamespace(t, exampleTeam)
-	files := deployManifests(t)
-	done, err := kubeapply.DryRun(context.Background(), env.cp.config, files...)
-	if err != nil {
-		t.Fatal(err)
+	args := []string{"apply", "--server-side", "--dry-run=server", "-o", "name"}
+	for _, f := range deployManifests(t) {
+		args = append(args, "-f", f)
 	}
+	// One kind/name a line: serviceaccount/headless-dns,
+	// deployment.apps/headless-dns, ...
+	done := strings.Fields(env.cluster.kubectl(t, args...))
 	var kinds []string
 	for _, d := range done {
-		kinds = append(kinds, strings.SplitN(d, "/", 2)[0])
+		resource, _, _ := strings.Cut(d, "/")
+		kind, _, _ := strings.Cut(resource, ".")
+		kinds = append(kinds, kind)
 	}
 	for _, want := range []string{"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
 		"ConfigMap", "Deployment", "PodDisruptionBudget", "Service"} {
-		if !slices.Contains(kinds, want) {
+		if !slices.Contains(kinds, strings.ToLower(want)) {
 			t.Errorf("no %s among %v", want, done)
 		}
 	}
 	// A dry run stores nothing (no test applies these for real).
-	if _, err := env.cp.client.AppsV1().Deployments(deployNamespace).Get(context.Background(), deployAccount, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := env.cluster.client.AppsV1().Deployments(deployNamespace).Get(context.Background(), deployAccount, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the dry run created the Deployment (or getting it failed): %v", err)
 	}
 
@@ -334,7 +335,7 @@ func TestDeployClusterRole(t *testing.T) {
 	}
 
 	ns, apiIP := deployObjects(t, "deploy", 1)
-	s := startCorefile(t, env.cp, localCorefile(t, configMapCorefile(t, deployPath("configmap.yaml")), kubeconfig))
+	s := startCorefile(t, env.cluster, localCorefile(t, configMapCorefile(t, deployPath("configmap.yaml")), kubeconfig))
 	expectHeadless(t, s, ns, 1)
 	zone := ns + ".svc.cluster.local."
 	if err := expectAnswer(s.addr, "udp", "api."+zone, dns.TypeA, dns.RcodeSuccess, apiIP); err != nil {
@@ -359,7 +360,7 @@ func TestDeployNamespaced(t *testing.T) {
 	zone := ns + ".svc.cluster.local."
 
 	t.Run("role only", func(t *testing.T) {
-		s := startCoreDNS(t, env.cp, `headless cluster.local in-addr.arpa ip6.arpa {
+		s := startCoreDNS(t, env.cluster, `headless cluster.local in-addr.arpa ip6.arpa {
         kubeconfig `+kubeconfig+`
         namespaces `+ns+`
     }`)
@@ -373,7 +374,7 @@ func TestDeployNamespaced(t *testing.T) {
 			"name: headless-dns-kubernetes", "name: headless-dns-kubernetes-"+ns, "namespace: "+deployNamespace, "namespace: "+ns))
 		corefile := configMapCorefile(t, deployPath("namespaced/configmap.yaml"))
 		corefile = strings.Replace(corefile, "namespaces "+exampleTeam, "namespaces "+ns, 1)
-		s := startCorefile(t, env.cp, localCorefile(t, corefile, kubeconfig))
+		s := startCorefile(t, env.cluster, localCorefile(t, corefile, kubeconfig))
 		expectHeadless(t, s, ns, 2)
 		for _, err := range []error{
 			expectAnswer(s.addr, "udp", "api."+zone, dns.TypeA, dns.RcodeSuccess, apiIP),
@@ -401,7 +402,7 @@ func TestDeployMissingPermission(t *testing.T) {
 `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ns := newNamespace(t, env.cp, "denied")
+			ns := newNamespace(t, env.cluster, "denied")
 			apply(t,
 				rewritten(t, "serviceaccount.yaml", "namespace: "+deployNamespace, "namespace: "+ns),
 				rewritten(t, "namespaced/role.yaml", "namespace: "+exampleTeam, "namespace: "+ns, "namespace: "+deployNamespace, "namespace: "+ns,
@@ -410,7 +411,7 @@ func TestDeployMissingPermission(t *testing.T) {
   verbs: ["list", "watch"]
 `, tc.role))
 			kubeconfig := accountKubeconfig(t, ns, deployAccount)
-			s := launchCorefile(t, env.cp, `.:{{.DNSPort}} {
+			s := launchCorefile(t, env.cluster, `.:{{.DNSPort}} {
     bind 127.0.0.1
     ready 127.0.0.1:{{.ReadyPort}}
     headless cluster.local {

@@ -87,13 +87,13 @@ var grpcPods = []string{"10.244.1.5", "10.244.2.8", "10.244.3.12"}
 // Service, and a pod whose endpoint turns not-ready stops getting calls once
 // the client re-resolves, whether its server still runs or has stopped.
 func TestGRPCRoundRobin(t *testing.T) {
-	c := env.cp.client
+	c := env.cluster.client
 	pods := make(map[string]*podServer)
 	for i, netns := range podNetwork(t, grpcPods) {
 		pods[grpcPods[i]] = startPodServer(t, netns, grpcPods[i])
 	}
 
-	ns := newNamespace(t, env.cp, "grpc")
+	ns := newNamespace(t, env.cluster, "grpc")
 	const svc = "my-grpc-service"
 	createService(t, c, ns, svc, true, core.ServicePort{Name: "grpc", Port: 50051})
 	slice := newSlice(ns, svc+"-abc12", svc, discovery.AddressTypeIPv4,
@@ -114,7 +114,7 @@ func TestGRPCRoundRobin(t *testing.T) {
 
 	// No cache sits between grpc-go (Go's resolver) and CoreDNS, so the
 	// TTL does not delay re-resolution: the default block will do.
-	s := startCoreDNS(t, env.cp, defaultBlock)
+	s := startCoreDNS(t, env.cluster, defaultBlock)
 	name := svc + "." + ns + ".svc.cluster.local"
 	dnsLists := func(ips ...string) func() error {
 		return func() error { return expectAnswer(s.addr, "udp", name+".", dns.TypeA, dns.RcodeSuccess, ips...) }

@@ -1,7 +1,8 @@
-// Package e2e proves the headless plugin end to end: a real kube-apiserver
-// with a real etcd (kube-testenv), the custom CoreDNS binary run as its own
-// process, objects created through client-go, and real DNS clients reading
-// the answers.
+// Package e2e proves the headless plugin end to end: a small real cluster
+// (kube-testenv -cluster: etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler and kwok nodes), the custom CoreDNS binary run as its own
+// process, objects created through client-go and kubectl, and real DNS
+// clients reading the answers.
 package e2e
 
 import (
@@ -26,6 +27,7 @@ import (
 	"github.com/miekg/dns"
 
 	core "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
@@ -36,9 +38,11 @@ import (
 var env struct {
 	root    string // the repository
 	tmp     string
-	coredns string // the custom CoreDNS binary
-	testenv string // the kube-testenv binary
-	cp      *controlPlane
+	coredns string        // the custom CoreDNS binary
+	testenv string        // the kube-testenv binary
+	kwok    string        // the kwok binary
+	kubectl string        // the kubectl binary, of the cluster's Kubernetes version
+	cluster *controlPlane // shared by the tests, in fullCluster mode
 }
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -53,21 +57,27 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(env.tmp)
 
-	out, err := exec.Command("bash", filepath.Join(env.root, "test", "testenv.sh")).Output()
+	testenvSh := exec.Command("bash", filepath.Join(env.root, "test", "testenv.sh"), "kube-testenv", "kwok", "kubectl")
+	testenvSh.Stderr = os.Stderr // progress of cold builds
+	out, err := testenvSh.Output()
 	if err != nil {
-		return fail(fmt.Errorf("building kube-testenv: %w", err))
+		return fail(fmt.Errorf("building kube-testenv, kwok and kubectl: %w", err))
 	}
-	env.testenv = strings.TrimSpace(string(out))
+	paths := strings.Fields(string(out))
+	if len(paths) != 3 {
+		return fail(fmt.Errorf("testenv.sh printed %q, want three paths", out))
+	}
+	env.testenv, env.kwok, env.kubectl = paths[0], paths[1], paths[2]
 	env.coredns = filepath.Join(env.tmp, "coredns")
 	build := exec.Command("go", "build", "-o", env.coredns, "./cmd/coredns")
 	build.Dir, build.Stdout, build.Stderr = env.root, os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fail(fmt.Errorf("building cmd/coredns: %w", err))
 	}
-	if env.cp, err = startControlPlane(filepath.Join(env.tmp, "control-plane")); err != nil {
+	if env.cluster, err = startControlPlane(filepath.Join(env.tmp, "cluster"), fullCluster); err != nil {
 		return fail(err)
 	}
-	defer env.cp.stop()
+	defer env.cluster.stop()
 	return m.Run()
 }
 
@@ -76,9 +86,24 @@ func fail(err error) int {
 	return 1
 }
 
-// controlPlane is one kube-testenv process: etcd and kube-apiserver.
+// mode is what a kube-testenv runs.
+type mode int
+
+const (
+	// apiserverOnly is etcd and kube-apiserver: the cluster holds what the
+	// test writes and nothing else (no EndpointSlice is written for a
+	// Service, no pod runs, namespaces never finish deleting).
+	apiserverOnly mode = iota
+	// fullCluster adds kube-controller-manager, kube-scheduler and kwok's
+	// simulated nodes (see kube-testenv): pods are scheduled, run and get
+	// addresses, and the controllers write EndpointSlices and Endpoints.
+	fullCluster
+)
+
+// controlPlane is one kube-testenv process.
 type controlPlane struct {
 	dir        string
+	mode       mode
 	args       []string // extra kube-testenv flags
 	kubeconfig string
 	config     *rest.Config
@@ -88,15 +113,19 @@ type controlPlane struct {
 }
 
 // startControlPlane starts kube-testenv on dir (reusing its state, port and
-// certificates when dir was used before) and waits for the API server.
+// certificates when dir was used before) and waits until it is ready.
 // Extra kube-testenv flags, such as -apiserver-arg=..., go in args.
-func startControlPlane(dir string, args ...string) (*controlPlane, error) {
-	cp := &controlPlane{dir: dir, args: args}
+func startControlPlane(dir string, m mode, args ...string) (*controlPlane, error) {
+	cp := &controlPlane{dir: dir, mode: m, args: args}
 	return cp, cp.start()
 }
 
 func (cp *controlPlane) start() error {
-	cmd := exec.Command(env.testenv, append([]string{"-dir", cp.dir}, cp.args...)...)
+	args := []string{"-dir", cp.dir}
+	if cp.mode == fullCluster {
+		args = append(args, "-cluster", "-kwok", env.kwok)
+	}
+	cmd := exec.Command(env.testenv, append(args, cp.args...)...)
 	stdin, err := cmd.StdinPipe() // closing it (or our death) stops kube-testenv
 	if err != nil {
 		return err
@@ -134,7 +163,7 @@ func (cp *controlPlane) start() error {
 	return err
 }
 
-// stop ends the API server and etcd and waits for them to exit.
+// stop ends kube-testenv (and with it its children) and waits for it.
 func (cp *controlPlane) stop() {
 	if cp.cmd == nil {
 		return
@@ -145,8 +174,11 @@ func (cp *controlPlane) stop() {
 	cp.cmd = nil
 }
 
-// newNamespace creates a namespace of its own for one test: namespaces
-// never finish deleting here, so names are never reused.
+// newNamespace creates a namespace of its own for one test, with a random
+// suffix. In a fullCluster it is deleted when the test ends (the namespace
+// controller then deletes what it holds, which takes a moment: a name is
+// never reused). An apiserverOnly control plane has no namespace
+// controller, so there namespaces are left as they are.
 func newNamespace(t *testing.T, cp *controlPlane, prefix string) string {
 	t.Helper()
 	name := prefix + "-" + rand.String(5)
@@ -154,6 +186,17 @@ func newNamespace(t *testing.T, cp *controlPlane, prefix string) string {
 		&core.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	if cp.mode == fullCluster {
+		t.Cleanup(func() {
+			if cp.cmd == nil {
+				return // stopped by the test
+			}
+			err := cp.client.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+			if err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("deleting namespace %s: %v", name, err)
+			}
+		})
 	}
 	return name
 }

@@ -27,14 +27,26 @@ func createService(t *testing.T, client kubernetes.Interface, ns, name string, s
 	}
 }
 
-// newSlice returns an EndpointSlice of service svc labelled the way the
-// endpointslice controller labels a headless service's slices.
+// The managed-by label of EndpointSlices.
+const (
+	// handWritten marks the slices the tests write themselves. The real
+	// endpointslice controller of the shared cluster leaves them alone (it
+	// keeps only the slices labelled with its own name), and so the tests
+	// can give a Service with a selector the odd data they want.
+	handWritten = "e2e.headless.test"
+	// controllerManaged is the endpointslice controller's own name.
+	controllerManaged = "endpointslice-controller.k8s.io"
+)
+
+// newSlice returns an EndpointSlice of service svc, labelled as a headless
+// service's slices are (service.kubernetes.io/headless, which the plugin
+// selects on) but managed by handWritten.
 func newSlice(ns, name, svc string, family discovery.AddressType, ports []discovery.EndpointPort, eps ...discovery.Endpoint) *discovery.EndpointSlice {
 	return &discovery.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{
 			discovery.LabelServiceName:       svc,
 			"service.kubernetes.io/headless": "",
-			discovery.LabelManagedBy:         "endpointslice-controller.k8s.io",
+			discovery.LabelManagedBy:         handWritten,
 		}},
 		AddressType: family,
 		Ports:       ports,

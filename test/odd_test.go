@@ -20,8 +20,8 @@ import (
 // EndpointSlice, so the plugin's handling of it (unit tests) only matters
 // for data from elsewhere: older servers, or objects written before.
 func TestOddAPIDataRejected(t *testing.T) {
-	c := env.cp.client
-	ns := newNamespace(t, env.cp, "odd-rejected")
+	c := env.cluster.client
+	ns := newNamespace(t, env.cluster, "odd-rejected")
 	ports80 := []discovery.EndpointPort{port("http", 80, core.ProtocolTCP)}
 	var thousandAndOne []discovery.Endpoint
 	for i := range 1001 {
@@ -86,9 +86,9 @@ func bigSlices(ns, svc string, n int) []*discovery.EndpointSlice {
 // TestOddAPIData is the odd data the API server accepts, against the real
 // binary.
 func TestOddAPIData(t *testing.T) {
-	c := env.cp.client
+	c := env.cluster.client
 	ctx := context.Background()
-	ns := newNamespace(t, env.cp, "odd")
+	ns := newNamespace(t, env.cluster, "odd")
 	ports80 := []discovery.EndpointPort{port("http", 80, core.ProtocolTCP)}
 	zone := "." + ns + ".svc.cluster.local."
 
@@ -115,7 +115,7 @@ func TestOddAPIData(t *testing.T) {
 	createService(t, c, ns, "flip", true)
 	createSlice(t, c, newSlice(ns, "flip-1", "flip", discovery.AddressTypeIPv4, ports80, endpoint("f-0", "10.61.3.1")))
 
-	s := startCoreDNS(t, env.cp, namespacedBlock(ns, ""))
+	s := startCoreDNS(t, env.cluster, namespacedBlock(ns, ""))
 	check := func(qname string, qtype uint16, rcode int, want ...string) {
 		t.Helper()
 		eventually(t, 5*time.Second, qname, func() error { return expectAnswer(s.addr, "tcp", qname, qtype, rcode, want...) })
@@ -237,9 +237,9 @@ func rawUDP(t *testing.T, server, qname string, qtype, bufsize uint16) (int, *dn
 // TestIsolationOverTheWire: with namespaces set, nothing of another
 // namespace shows, not even that a name or an address exists there.
 func TestIsolationOverTheWire(t *testing.T) {
-	c := env.cp.client
-	mine := newNamespace(t, env.cp, "iso-mine")
-	theirs := newNamespace(t, env.cp, "iso-theirs")
+	c := env.cluster.client
+	mine := newNamespace(t, env.cluster, "iso-mine")
+	theirs := newNamespace(t, env.cluster, "iso-theirs")
 	ports80 := []discovery.EndpointPort{port("http", 80, core.ProtocolTCP)}
 	createService(t, c, mine, "web", true)
 	createSlice(t, c, newSlice(mine, "web-1", "web", discovery.AddressTypeIPv4, ports80,
@@ -251,7 +251,7 @@ func TestIsolationOverTheWire(t *testing.T) {
 	// Their slice naming my service's name stays theirs.
 	createSlice(t, c, newSlice(theirs, "web-2", "web", discovery.AddressTypeIPv4, ports80, endpoint("intruder", "10.62.1.3")))
 
-	s := startCoreDNS(t, env.cp, namespacedBlock(mine, ""))
+	s := startCoreDNS(t, env.cluster, namespacedBlock(mine, ""))
 	myZone := ".web." + mine + ".svc.cluster.local."
 	rev6, _ := dns.ReverseAddr("fd00:62::1")
 	for _, tc := range []struct {

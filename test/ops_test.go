@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -45,8 +46,8 @@ func TestCorefileExample(t *testing.T) {
 	corefile = regexp.MustCompile(`(?s)\n\s*forward [^{]*\{.*?\}`).ReplaceAllString(corefile, "")
 	corefile = regexp.MustCompile(`\n\s*loop\n`).ReplaceAllString(corefile, "\n")
 
-	c := env.cp.client
-	ns := newNamespace(t, env.cp, "example")
+	c := env.cluster.client
+	ns := newNamespace(t, env.cluster, "example")
 	createService(t, c, ns, "db", true)
 	createSlice(t, c, newSlice(ns, "db-1", "db", discovery.AddressTypeIPv4, []discovery.EndpointPort{port("pg", 5432, core.ProtocolTCP)},
 		endpoint("db-0", "10.5.0.1"), endpoint("db-1", "10.5.0.2")))
@@ -62,7 +63,7 @@ func TestCorefileExample(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := startCorefile(t, env.cp, corefile)
+	s := startCorefile(t, env.cluster, corefile)
 	zone := ns + ".svc.cluster.local."
 	for _, err := range []error{
 		expectAnswer(s.addr, "udp", "db."+zone, dns.TypeA, dns.RcodeSuccess, "10.5.0.1", "10.5.0.2"),
@@ -80,9 +81,9 @@ func TestCorefileExample(t *testing.T) {
 // TestNamespacedRoleSuffices runs the plugin as a user that may only list
 // and watch Services and EndpointSlices in one namespace.
 func TestNamespacedRoleSuffices(t *testing.T) {
-	c := env.cp.client
+	c := env.cluster.client
 	ctx := context.Background()
-	ns := newNamespace(t, env.cp, "rbac")
+	ns := newNamespace(t, env.cluster, "rbac")
 	createService(t, c, ns, "db", false)
 	createSlice(t, c, newSlice(ns, "db-1", "db", discovery.AddressTypeIPv4, nil, endpoint("", "10.6.0.1")))
 	role := &rbac.Role{
@@ -103,8 +104,8 @@ func TestNamespacedRoleSuffices(t *testing.T) {
 	if _, err := c.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	reader := filepath.Join(env.cp.dir, "reader.kubeconfig")
-	s := startCoreDNS(t, env.cp, `headless cluster.local {
+	reader := filepath.Join(env.cluster.dir, "reader.kubeconfig")
+	s := startCoreDNS(t, env.cluster, `headless cluster.local {
         kubeconfig `+reader+`
         namespaces `+ns+`
     }`)
@@ -116,11 +117,12 @@ func TestNamespacedRoleSuffices(t *testing.T) {
 // TestMetrics scrapes the plugin's metrics after changes to a service with
 // and one without a selector.
 func TestMetrics(t *testing.T) {
-	c := env.cp.client
-	ns := newNamespace(t, env.cp, "metrics")
+	c := env.cluster.client
+	ns := newNamespace(t, env.cluster, "metrics")
 	createService(t, c, ns, "with", true)
 	createService(t, c, ns, "without", false)
-	// A ClusterIP service's slice, as the endpointslice controller labels it:
+	// A ClusterIP service's slice, as the endpointslice controller labels it
+	// (the service has no selector, so the real controller leaves it be):
 	// the plugin must never hold it.
 	_, err := c.CoreV1().Services(ns).Create(context.Background(), &core.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "regular", Namespace: ns},
@@ -131,8 +133,23 @@ func TestMetrics(t *testing.T) {
 	}
 	regular := newSlice(ns, "regular-1", "regular", discovery.AddressTypeIPv4, nil, endpoint("", "10.7.1.1"))
 	delete(regular.Labels, "service.kubernetes.io/headless")
+	regular.Labels[discovery.LabelManagedBy] = controllerManaged
 	createSlice(t, c, regular)
-	s := startCoreDNS(t, env.cp, namespacedBlock(ns, ""))
+	// The endpointslice controller gives "with", which selects no pod, an
+	// empty slice of its own; once it is there, it is part of the initial
+	// list and no change the plugin measures.
+	eventually(t, 30*time.Second, "the controller's slice of with", func() error {
+		list, err := c.DiscoveryV1().EndpointSlices(ns).List(context.Background(), metav1.ListOptions{
+			LabelSelector: discovery.LabelServiceName + "=with," + discovery.LabelManagedBy + "=" + controllerManaged})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) != 1 {
+			return fmt.Errorf("%d slices", len(list.Items))
+		}
+		return nil
+	})
+	s := startCoreDNS(t, env.cluster, namespacedBlock(ns, ""))
 	for _, name := range []string{"with", "without"} {
 		slice := newSlice(ns, name+"-1", name, discovery.AddressTypeIPv4, nil, endpoint("", "10.7.0.1"), endpoint("", "10.7.0.2"))
 		slice.Annotations = map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": time.Now().UTC().Format(time.RFC3339Nano)}
@@ -152,7 +169,7 @@ func TestMetrics(t *testing.T) {
 			"coredns_headless_services 2",
 			"coredns_headless_endpoints 4",
 			"coredns_headless_synced 1",
-			"coredns_headless_endpointslices 2", // not the ClusterIP service's
+			"coredns_headless_endpointslices 3", // the two, and the controller's empty one; not the ClusterIP service's
 		} {
 			if !strings.Contains(text, want+"\n") {
 				return &missingMetric{want}

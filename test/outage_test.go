@@ -236,9 +236,9 @@ func (l *queryLoad) finish(t *testing.T, what string) {
 // every known name answers throughout, ready stays ready, the outage is
 // logged once, and every change shows within a second of the return.
 func TestAPIServerOutage(t *testing.T) {
-	c := env.cp.client
+	c := env.cluster.client
 	ctx := context.Background()
-	ns := newNamespace(t, env.cp, "outage")
+	ns := newNamespace(t, env.cluster, "outage")
 	zone := ns + ".svc.cluster.local."
 	ports := []discovery.EndpointPort{port("cql", 9042, core.ProtocolTCP)}
 	createService(t, c, ns, "cassandra", true)
@@ -250,9 +250,9 @@ func TestAPIServerOutage(t *testing.T) {
 	moving := newSlice(ns, "moving-1", "moving", discovery.AddressTypeIPv4, nil, endpoint("", "10.30.3.1"))
 	createSlice(t, c, moving)
 
-	proxy := newAPIProxy(t, apiAddr(t, env.cp))
-	s := startCoreDNS(t, env.cp, `headless cluster.local in-addr.arpa {
-        kubeconfig `+proxy.kubeconfig(t, env.cp)+`
+	proxy := newAPIProxy(t, apiAddr(t, env.cluster))
+	s := startCoreDNS(t, env.cluster, `headless cluster.local in-addr.arpa {
+        kubeconfig `+proxy.kubeconfig(t, env.cluster)+`
         namespaces `+ns+`
     }`)
 	known := []expectation{
@@ -329,17 +329,17 @@ func TestAPIServerOutage(t *testing.T) {
 // serves once startup_timeout has passed, and all is well soon after the
 // API server appears.
 func TestStartWithoutAPIServer(t *testing.T) {
-	c := env.cp.client
-	ns := newNamespace(t, env.cp, "nostart")
+	c := env.cluster.client
+	ns := newNamespace(t, env.cluster, "nostart")
 	zone := ns + ".svc.cluster.local."
 	createService(t, c, ns, "db", false)
 	createSlice(t, c, newSlice(ns, "db-1", "db", discovery.AddressTypeIPv4, nil, endpoint("", "10.31.0.1")))
 
-	proxy := newAPIProxy(t, apiAddr(t, env.cp))
+	proxy := newAPIProxy(t, apiAddr(t, env.cluster))
 	proxy.cut()
 	launched := time.Now()
 	s := launchCoreDNS(t, `headless cluster.local {
-        kubeconfig `+proxy.kubeconfig(t, env.cp)+`
+        kubeconfig `+proxy.kubeconfig(t, env.cluster)+`
         namespaces `+ns+`
         startup_timeout 2s
     }`)
@@ -376,7 +376,7 @@ func TestStartWithoutAPIServer(t *testing.T) {
 // does not wait for it to be ready.
 func launchCoreDNS(t *testing.T, block string) *corednsServer {
 	t.Helper()
-	return launchCorefile(t, env.cp, `.:{{.DNSPort}} {
+	return launchCorefile(t, env.cluster, `.:{{.DNSPort}} {
     bind 127.0.0.1
     ready 127.0.0.1:{{.ReadyPort}}
     prometheus 127.0.0.1:{{.MetricsPort}}
@@ -391,7 +391,9 @@ func launchCoreDNS(t *testing.T, block string) *corednsServer {
 // for a resource version that is gone ("too old resource version"). The
 // plugin must list again and end with exactly the cluster's state.
 func TestWatchExpiry(t *testing.T) {
-	cp, err := startControlPlane(filepath.Join(t.TempDir(), "control-plane"),
+	// Its own API server, without a watch cache; the test writes every
+	// object itself, so the API server alone will do.
+	cp, err := startControlPlane(filepath.Join(t.TempDir(), "control-plane"), apiserverOnly,
 		"-apiserver-arg=--watch-cache=false", "-apiserver-arg=--etcd-compaction-interval=1s")
 	if err != nil {
 		t.Fatal(err)

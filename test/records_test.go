@@ -25,8 +25,8 @@ func namespacedBlock(ns, extra string) string {
 // TestRecordRulesOverTheWire checks every record rule with miekg/dns over
 // UDP and TCP, with and without EDNS0, against the real binary.
 func TestRecordRulesOverTheWire(t *testing.T) {
-	c := env.cp.client
-	ns := newNamespace(t, env.cp, "rules")
+	c := env.cluster.client
+	ns := newNamespace(t, env.cluster, "rules")
 	webPorts := []discovery.EndpointPort{port("http", 80, core.ProtocolTCP), port("dns", 53, core.ProtocolUDP)}
 	createService(t, c, ns, "web", true)
 	createSlice(t, c, newSlice(ns, "web-v4", "web", discovery.AddressTypeIPv4, webPorts,
@@ -44,7 +44,7 @@ func TestRecordRulesOverTheWire(t *testing.T) {
 	createService(t, c, ns, "big", true)
 	createSlice(t, c, newSlice(ns, "big-1", "big", discovery.AddressTypeIPv4, webPorts[:1], many...))
 
-	s := startCoreDNS(t, env.cp, namespacedBlock(ns, "ttl negative 7"))
+	s := startCoreDNS(t, env.cluster, namespacedBlock(ns, "ttl negative 7"))
 	zone := ns + ".svc.cluster.local."
 	const v6 = "fd00-0000-0000-0000-0000-0000-0000-0001"
 	tests := []struct {

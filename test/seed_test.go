@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -12,39 +14,57 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/headlessdns/headless/test/kubeapply"
+	discovery "k8s.io/api/discovery/v1"
 )
 
 // applyExamples applies examples/ (the article's cassandra and external-db)
-// to the shared control plane, once.
-func applyExamples(t *testing.T) {
+// to the default namespace of the shared cluster, as the article does
+// (kubectl apply -f examples/), and waits for the three cassandra pods.
+// It returns the pods' names in DNS by address.
+func applyExamples(t *testing.T) map[string]string {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(env.root, "examples", "*.yaml"))
-	if len(files) == 0 {
-		t.Fatal("no examples/*.yaml")
+	cp := env.cluster
+	cp.kubectl(t, "apply", "-f", filepath.Join(env.root, "examples"))
+	pods := make(map[string]string)
+	for _, p := range cp.waitPodsReady(t, "default", "app=cassandra", 3) {
+		pods[p.IP] = p.Name + ".cassandra.default.svc.cluster.local."
 	}
-	if _, err := kubeapply.Files(context.Background(), env.cp.config, files...); err != nil {
-		t.Fatalf("applying examples: %v", err)
-	}
-}
-
-var seedPods = map[string]string{
-	"10.244.1.5":  "cassandra-0.cassandra.default.svc.cluster.local.",
-	"10.244.2.8":  "cassandra-1.cassandra.default.svc.cluster.local.",
-	"10.244.3.12": "cassandra-2.cassandra.default.svc.cluster.local.",
+	return pods
 }
 
 // TestSeedWalkthrough makes every example of the article true, read by
-// miekg/dns, dig and Go's resolver.
+// miekg/dns, dig and Go's resolver: the article's manifests applied with
+// kubectl, pods run by the cluster (with addresses of their own, not the
+// article's), EndpointSlices written by the controllers.
 func TestSeedWalkthrough(t *testing.T) {
-	applyExamples(t)
+	seedPods := applyExamples(t)
+	var podIPs []string
+	for ip := range seedPods {
+		podIPs = append(podIPs, ip)
+	}
+	slices.SortFunc(podIPs, func(a, b string) int { return netip.MustParseAddr(a).Compare(netip.MustParseAddr(b)) })
+	t.Logf("cassandra pods: %v", seedPods)
+
+	// Each Service's EndpointSlice is written by its controller: the
+	// endpointslice controller from the pods, the mirroring controller
+	// from external-db's Endpoints.
+	for svc, want := range map[string]string{"cassandra": controllerManaged, "external-db": "endpointslicemirroring-controller.k8s.io"} {
+		eventually(t, 10*time.Second, svc+"'s EndpointSlice", func() error {
+			out := env.cluster.kubectl(t, "get", "endpointslices", "-l", discovery.LabelServiceName+"="+svc,
+				"-o", `jsonpath={range .items[*]}{.metadata.labels.endpointslice\.kubernetes\.io/managed-by}{"\n"}{end}`)
+			if strings.TrimSpace(out) != want {
+				return fmt.Errorf("managed by %q, want %q", out, want)
+			}
+			return nil
+		})
+	}
 	// Other tests put pods with the article's IPs in their own namespaces.
-	s := startCoreDNS(t, env.cp, namespacedBlock("default", ""))
+	s := startCoreDNS(t, env.cluster, namespacedBlock("default", ""))
 
 	t.Run("miekg/dns", func(t *testing.T) {
 		for _, network := range []string{"udp", "tcp"} {
 			checks := []error{
-				expectAnswer(s.addr, network, "cassandra.default.svc.cluster.local.", dns.TypeA, dns.RcodeSuccess, "10.244.1.5", "10.244.2.8", "10.244.3.12"),
+				expectAnswer(s.addr, network, "cassandra.default.svc.cluster.local.", dns.TypeA, dns.RcodeSuccess, podIPs...),
 				expectAnswer(s.addr, network, "_cql._tcp.cassandra.default.svc.cluster.local.", dns.TypeSRV, dns.RcodeSuccess,
 					"9042 cassandra-0.cassandra.default.svc.cluster.local.", "9042 cassandra-1.cassandra.default.svc.cluster.local.", "9042 cassandra-2.cassandra.default.svc.cluster.local."),
 				expectAnswer(s.addr, network, "external-db.default.svc.cluster.local.", dns.TypeA, dns.RcodeSuccess, "10.0.0.50", "10.0.0.51"),
@@ -77,7 +97,7 @@ func TestSeedWalkthrough(t *testing.T) {
 			return lines
 		}
 		for _, transport := range []string{"+notcp", "+tcp"} {
-			if got := dig(transport, "cassandra.default.svc.cluster.local", "A"); strings.Join(got, " ") != "10.244.1.5 10.244.2.8 10.244.3.12" {
+			if got := dig(transport, "cassandra.default.svc.cluster.local", "A"); strings.Join(got, " ") != strings.Join(sorted(podIPs), " ") {
 				t.Errorf("dig %s A: %v", transport, got)
 			}
 			for ip, name := range seedPods {
@@ -104,7 +124,7 @@ func TestSeedWalkthrough(t *testing.T) {
 		ctx := context.Background()
 		hosts, err := r.LookupHost(ctx, "cassandra.default.svc.cluster.local")
 		slices.Sort(hosts)
-		if err != nil || strings.Join(hosts, " ") != "10.244.1.5 10.244.2.8 10.244.3.12" {
+		if err != nil || strings.Join(hosts, " ") != strings.Join(sorted(podIPs), " ") {
 			t.Errorf("LookupHost: %v %v", hosts, err)
 		}
 		cname, srvs, err := r.LookupSRV(ctx, "cql", "tcp", "cassandra.default.svc.cluster.local")
@@ -128,6 +148,14 @@ func TestSeedWalkthrough(t *testing.T) {
 			t.Errorf("LookupHost external-db: %v %v", hosts, err)
 		}
 	})
+}
+
+// sorted is a sorted copy, as text (the order dig and Go's resolver lists
+// are sorted in).
+func sorted(in []string) []string {
+	out := slices.Clone(in)
+	slices.Sort(out)
+	return out
 }
 
 func mustReverse(t *testing.T, ip string) string {
