@@ -2,6 +2,7 @@ package headless
 
 import (
 	"cmp"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -22,8 +23,10 @@ type service struct {
 
 // buildOptions are the settings of the Corefile that shape an answer set.
 type buildOptions struct {
-	zones    []string // forward zones; zones[0] names PTR targets
-	podNames bool     // endpoint_pod_names
+	zones           []string // forward zones; zones[0] names PTR targets
+	podNames        bool     // endpoint_pod_names
+	ptrHostnameOnly bool     // ptr_hostname_only
+	zonal           bool     // zonal
 }
 
 // serviceData is one headless service's answer set: everything it
@@ -36,6 +39,14 @@ type serviceData struct {
 	addrs addrSet   // every ready address of the service
 	pods  []podData // by label
 	srv   []srvData // one per named port and protocol
+	// every (pod, port) of the service, named port or not, by pod then
+	// port: SRV at the service's name, and (one pod's run) at a pod's.
+	anyPort []srvTarget
+	// topology is, with the zonal option, the endpoints of each zone.
+	topology []zoneSet
+	// noPTR marks, with ptr_hostname_only, the pods whose name is no
+	// endpoint's hostname: their addresses get no PTR from them.
+	noPTR bitset
 	// fqdns[i*zones+z] is pods[i]'s complete name in forward zone z:
 	// SRV targets, glue owners and (zone 0) PTR targets share them.
 	fqdns []string
@@ -59,33 +70,63 @@ type podData struct {
 	addrs addrSet
 }
 
-// srvData is one SRV RRset, "_cql._tcp.web.default.svc", and its glue.
+// srvData is one named port's SRV RRset, "_cql._tcp.web.default.svc".
 type srvData struct {
 	rel     string
 	targets []srvTarget // by pod label, then port
-	glue    []int32     // pods whose addresses follow as glue, in order
-	glueA   int         // their IPv4 addresses
-	glueAll int         // all their addresses
-	weight  uint16
 }
 
+// srvTarget is one SRV record: a pod's name and a port. A set's targets
+// are ordered by pod, so each pod's glue is written once.
 type srvTarget struct {
 	pod  int32
 	port uint16
 }
 
+// zoneSet is what a topology zone's names (zonal option) answer: the
+// addresses of the endpoints in that zone, and the SRV targets of their
+// pods, every port.
+type zoneSet struct {
+	zone    string // lower case; may span labels ("corp.example.com")
+	addrs   addrSet
+	targets []srvTarget
+}
+
+// bitset is a set of small numbers; nil is empty.
+type bitset []uint64
+
+func (b bitset) has(i int32) bool { return int(i/64) < len(b) && b[i/64]&(1<<(i%64)) != 0 }
+
+func (b *bitset) add(i int32) {
+	for int(i/64) >= len(*b) {
+		*b = append(*b, 0)
+	}
+	(*b)[i/64] |= 1 << (i % 64)
+}
+
 // fqdn is pods[pod]'s complete name in forward zone z.
 func (sd *serviceData) fqdn(pod int32, z int) string { return sd.fqdns[int(pod)*sd.zones+z] }
+
+// podTargets returns the SRV targets at pods[pod]'s name: that pod, every
+// port.
+func (sd *serviceData) podTargets(pod int32) []srvTarget {
+	lo, _ := slices.BinarySearchFunc(sd.anyPort, pod, func(t srvTarget, p int32) int { return cmp.Compare(t.pod, p) })
+	hi := lo
+	for hi < len(sd.anyPort) && sd.anyPort[hi].pod == pod {
+		hi++
+	}
+	return sd.anyPort[lo:hi:hi]
+}
 
 // build computes one service's answer set from its slices. It is a pure
 // function of its arguments; it returns nil when the service has no ready
 // endpoint, and then nothing under the service's name exists.
 func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOptions) *serviceData {
-	type srvKey struct{ name, proto string }
 	type target struct {
 		host string
 		port uint16
 	}
+	type srvKey struct{ name, proto string } // name "" for every port
 	type srvEntry struct {
 		key srvKey
 		target
@@ -94,9 +135,14 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 		serviceIPs []netip.Addr
 		seenIP     = map[netip.Addr]bool{}
 		hosts      = map[string][]netip.Addr{}
+		named      = map[string]bool{} // hosts that are some endpoint's hostname
 		srvTargets = map[srvKey][]target{}
 		seenSRV    = map[srvEntry]bool{} // keeps big services linear
+		zoneHosts  map[string]map[string][]netip.Addr
 	)
+	if opts.zonal {
+		zoneHosts = map[string]map[string][]netip.Addr{}
+	}
 	for _, slice := range endpointSlices {
 		var want func(netip.Addr) bool
 		switch slice.AddressType {
@@ -109,11 +155,15 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 		default: // FQDN and anything unknown have no place in A/AAAA answers
 			continue
 		}
-		ports := namedPorts(slice.Ports)
+		ports := srvPorts(slice.Ports)
 		for i := range slice.Endpoints {
 			ep := &slice.Endpoints[i]
 			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
 				continue
+			}
+			zone := ""
+			if opts.zonal {
+				zone = topologyZone(ep.Zone)
 			}
 			for _, text := range ep.Addresses {
 				ip, err := netip.ParseAddr(text)
@@ -123,7 +173,10 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 				if err != nil || ip.Zone() != "" || !want(ip) {
 					continue
 				}
-				host := endpointLabel(ep, ip, opts.podNames)
+				host, isHostname := endpointLabel(ep, ip, opts.podNames)
+				if isHostname {
+					named[host] = true
+				}
 				if !seenIP[ip] {
 					seenIP[ip] = true
 					serviceIPs = append(serviceIPs, ip)
@@ -131,11 +184,28 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 				if !slices.Contains(hosts[host], ip) {
 					hosts[host] = append(hosts[host], ip)
 				}
+				if zone != "" {
+					if zoneHosts[zone] == nil {
+						zoneHosts[zone] = map[string][]netip.Addr{}
+					}
+					if !slices.Contains(zoneHosts[zone][host], ip) {
+						zoneHosts[zone][host] = append(zoneHosts[zone][host], ip)
+					}
+				}
 				for _, p := range ports {
-					e := srvEntry{srvKey{p.name, p.proto}, target{host, p.port}}
-					if !seenSRV[e] {
-						seenSRV[e] = true
-						srvTargets[e.key] = append(srvTargets[e.key], e.target)
+					// Every port has SRV at the service and pod names
+					// (key {}); a named one also has its own RRset.
+					keys := [2]srvKey{{}, {p.name, p.proto}}
+					n := 2
+					if p.name == "" {
+						n = 1
+					}
+					for _, key := range keys[:n] {
+						e := srvEntry{key, target{host, p.port}}
+						if !seenSRV[e] {
+							seenSRV[e] = true
+							srvTargets[key] = append(srvTargets[key], e.target)
+						}
 					}
 				}
 			}
@@ -165,6 +235,18 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 		}
 		wire[ip] = sd.addrs.ips[i]
 	}
+	// wireSet makes an addrSet of ips, sorted, from the shared addresses.
+	wireSet := func(ips []netip.Addr, into []net.IP) ([]net.IP, addrSet) {
+		slices.SortFunc(ips, netip.Addr.Compare) // IPv4 first
+		start, v4 := len(into), 0
+		for _, ip := range ips {
+			into = append(into, wire[ip])
+			if ip.Is4() {
+				v4++
+			}
+		}
+		return into, addrSet{ips: into[start:len(into):len(into)], v4: v4}
+	}
 
 	labels := make([]string, 0, len(hosts))
 	podIPs := 0
@@ -177,94 +259,123 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 	sd.fqdns = make([]string, len(labels)*len(zones))
 	all := make([]net.IP, 0, podIPs) // the pods' address lists, end to end
 	for i, host := range labels {
-		ips := hosts[host]
-		slices.SortFunc(ips, netip.Addr.Compare) // IPv4 first
-		start := len(all)
-		v4 := 0
-		for _, ip := range ips {
-			all = append(all, wire[ip])
-			if ip.Is4() {
-				v4++
-			}
-		}
+		var addrs addrSet
+		all, addrs = wireSet(hosts[host], all)
 		for z, zone := range zones {
 			sd.fqdns[i*len(zones)+z] = dnsutil.Join(host, sd.rel, zone)
 		}
 		// The relative name is the start of the first complete name.
-		sd.pods[i] = podData{
-			rel:   sd.fqdns[i*len(zones)][:len(host)+1+len(sd.rel)],
-			addrs: addrSet{ips: all[start:len(all):len(all)], v4: v4},
+		sd.pods[i] = podData{rel: sd.fqdns[i*len(zones)][:len(host)+1+len(sd.rel)], addrs: addrs}
+		if opts.ptrHostnameOnly && !named[host] {
+			sd.noPTR.add(int32(i))
 		}
+	}
+	podIndex := func(host string) int32 {
+		i, _ := slices.BinarySearch(labels, host)
+		return int32(i)
+	}
+	// toTargets turns (host, port) pairs into a set's targets, by pod then port.
+	toTargets := func(ts []target) []srvTarget {
+		out := make([]srvTarget, len(ts))
+		for i, t := range ts {
+			out[i] = srvTarget{pod: podIndex(t.host), port: t.port}
+		}
+		slices.SortFunc(out, func(a, b srvTarget) int { return cmp.Or(cmp.Compare(a.pod, b.pod), cmp.Compare(a.port, b.port)) })
+		return out
 	}
 
 	keys := make([]srvKey, 0, len(srvTargets))
 	for k := range srvTargets {
-		keys = append(keys, k)
+		if k != (srvKey{}) {
+			keys = append(keys, k)
+		}
 	}
 	slices.SortFunc(keys, func(a, b srvKey) int { return cmp.Or(cmp.Compare(a.name, b.name), cmp.Compare(a.proto, b.proto)) })
 	sd.srv = make([]srvData, len(keys))
 	for j, k := range keys {
-		targets := srvTargets[k]
-		slices.SortFunc(targets, func(a, b target) int {
-			return cmp.Or(cmp.Compare(a.host, b.host), cmp.Compare(a.port, b.port))
-		})
-		set := &sd.srv[j]
-		set.rel = "_" + k.name + "._" + k.proto + "." + sd.rel
-		set.weight = uint16(max(1, 100/len(targets)))
-		set.targets = make([]srvTarget, len(targets))
-		for i, t := range targets {
-			pod, _ := slices.BinarySearch(labels, t.host)
-			set.targets[i] = srvTarget{pod: int32(pod), port: t.port}
-			if !slices.Contains(set.glue, int32(pod)) {
-				set.glue = append(set.glue, int32(pod))
-				set.glueA += sd.pods[pod].addrs.v4
-				set.glueAll += len(sd.pods[pod].addrs.ips)
+		sd.srv[j] = srvData{rel: "_" + k.name + "._" + k.proto + "." + sd.rel, targets: toTargets(srvTargets[k])}
+	}
+	sd.anyPort = toTargets(srvTargets[srvKey{}])
+
+	if len(zoneHosts) > 0 {
+		names := slices.Sorted(maps.Keys(zoneHosts))
+		sd.topology = make([]zoneSet, len(names))
+		for i, zone := range names {
+			set := zoneSet{zone: zone}
+			var ips []netip.Addr
+			var pods []int32
+			for host, hostIPs := range zoneHosts[zone] {
+				for _, ip := range hostIPs {
+					if !slices.Contains(ips, ip) {
+						ips = append(ips, ip)
+					}
+				}
+				pods = append(pods, podIndex(host))
 			}
+			_, set.addrs = wireSet(ips, nil)
+			slices.Sort(pods)
+			for _, t := range sd.anyPort {
+				if _, in := slices.BinarySearch(pods, t.pod); in {
+					set.targets = append(set.targets, t)
+				}
+			}
+			sd.topology[i] = set
 		}
 	}
 	return sd
 }
 
-type namedPort struct {
+// srvPort is one port of a slice: its number, and, when it can name an
+// SRV RRset, its name and protocol in lower case as they appear in the SRV
+// owner name ("" when it cannot).
+type srvPort struct {
 	name, proto string
 	port        uint16
 }
 
-// namedPorts returns the slice's ports that can have SRV records: named,
-// with a number, in lower case as they appear in the SRV owner name.
-func namedPorts(ports []discovery.EndpointPort) []namedPort {
-	var out []namedPort
+// srvPorts returns the slice's ports that SRV records can point at: those
+// with a number.
+func srvPorts(ports []discovery.EndpointPort) []srvPort {
+	var out []srvPort
 	for _, p := range ports {
-		if p.Name == nil || p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
+		if p.Port == nil || *p.Port <= 0 || *p.Port > 65535 {
 			continue
 		}
-		name := strings.ToLower(*p.Name)
-		if len(validation.IsDNS1123Label(name)) > 0 {
-			continue
-		}
+		sp := srvPort{port: uint16(*p.Port)}
 		proto := "tcp"
 		if p.Protocol != nil {
 			proto = strings.ToLower(string(*p.Protocol))
 		}
-		if len(validation.IsDNS1123Label(proto)) > 0 {
-			continue
+		if p.Name != nil && isLabel(strings.ToLower(*p.Name)) && isLabel(proto) {
+			sp.name, sp.proto = strings.ToLower(*p.Name), proto
 		}
-		out = append(out, namedPort{name, proto, uint16(*p.Port)})
+		out = append(out, sp)
 	}
 	return out
 }
 
+// topologyZone returns an endpoint's topology zone as zonal names spell it
+// (lower case), or "" when it has none or one no DNS name can hold. Zone
+// values are label values (63 bytes of letters, digits, '-', '_' and '.'),
+// and a dot separates DNS labels, so an empty label ("a..b") is refused.
+func topologyZone(zone *string) string {
+	if zone == nil || *zone == "" || len(validation.IsValidLabelValue(*zone)) > 0 || strings.Contains(*zone, "..") {
+		return ""
+	}
+	return strings.ToLower(*zone)
+}
+
 // endpointLabel is the DNS label that names one endpoint address under its
 // service: its hostname; with endpoint_pod_names, its pod's name; else an
-// id made from the IP.
-func endpointLabel(ep *discovery.Endpoint, ip netip.Addr, podNames bool) string {
+// id made from the IP. isHostname tells the first case.
+func endpointLabel(ep *discovery.Endpoint, ip netip.Addr, podNames bool) (label string, isHostname bool) {
 	if ep.Hostname != nil && isLabel(*ep.Hostname) {
-		return *ep.Hostname
+		return *ep.Hostname, true
 	}
 	if podNames && ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && isLabel(ep.TargetRef.Name) {
-		return ep.TargetRef.Name
+		return ep.TargetRef.Name, false
 	}
-	return ipLabel(ip)
+	return ipLabel(ip), false
 }
 
 func isLabel(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }

@@ -28,29 +28,35 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	}
 	qtype := state.QType()
 	if qtype == dns.TypeAXFR || qtype == dns.TypeIXFR {
-		// No transfers from here; a plugin behind may offer them.
+		// Transfers are the transfer plugin's, which sits before this one
+		// when the Corefile has it; a plugin behind may offer them too.
 		if h.cfg.fall.Through(qname) {
 			return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
 		}
 		return dns.RcodeRefused, nil
 	}
 
-	// Look the name up: the apex, a reverse name or a forward name.
+	// Look the name up: one of the apex's, a reverse name or a forward name.
 	var (
 		found bool
+		at    = notApex
 		e     entry    // at a forward name
 		ptr   ptrEntry // at a reverse name
 	)
-	switch rel := relativeName(qname, zone); {
-	case rel == "":
-		if qtype != dns.TypeSOA && h.cfg.fall.Through(qname) {
-			return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
-		}
-		found = true // the apex exists, and holds only the SOA
-	case isReverseZone(zone):
+	apex := h.apexes[zone]
+	rel := relativeName(qname, zone)
+	switch at = apex.owns(rel); {
+	case at == atApex && qtype != dns.TypeSOA && qtype != dns.TypeNS && h.cfg.fall.Through(qname):
+		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
+	case at != notApex:
+		found = true
+	case !apex.forward:
 		ptr, found = h.index.lookupReverse(qname)
 	default:
 		e, found = h.index.lookup(rel)
+		if !found && h.cfg.zonal {
+			e, found = h.index.lookupZonal(rel)
+		}
 	}
 	if !found && h.cfg.fall.Through(qname) {
 		return plugin.NextOrFailure(h.Name(), h.Next, ctx, w, r)
@@ -65,27 +71,30 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	switch {
 	case !found:
 		m.Rcode = dns.RcodeNameError
-	case qname == zone && qtype == dns.TypeSOA:
-		h.apexes[zone].fillSOA(&rp.soa, h.index.soaSerial(), ttl.negative)
+	case at == atApex && qtype == dns.TypeSOA:
+		apex.fillSOA(&rp.soa, h.index.soaSerial(), ttl.negative)
 		rp.soa.Hdr.Name = owner
 		m.Answer, m.Extra = rp.sections(1, 0)
 		m.Answer = append(m.Answer, &rp.soa)
+	case at == atApex && qtype == dns.TypeNS:
+		m.Answer, m.Extra = rp.ns(owner, apex.nameserver, h.serverAddrs, ttl.service)
+	case at == atNameserver && (qtype == dns.TypeA || qtype == dns.TypeAAAA):
+		m.Answer, m.Extra = rp.addresses(qtype, h.serverAddrs, owner, ttl.service)
+	case at == atVersion && qtype == dns.TypeTXT:
+		m.Answer, m.Extra = rp.sections(1, 0)
+		m.Answer = appendTXT(m.Answer, apex.version, owner, versionTTL)
+	case at != notApex:
+		// Another type at an apex name: NODATA.
 	case qtype == dns.TypeA || qtype == dns.TypeAAAA:
-		addrs, addrTTL := e.addresses(), ttl.service
+		addrTTL := ttl.service
 		if e.perPod() {
 			addrTTL = ttl.pod
 		}
-		if qtype == dns.TypeA && len(addrs.a()) > 0 {
-			m.Answer, m.Extra = rp.sections(len(addrs.a()), 0)
-			m.Answer = appendA(m.Answer, addrs.a(), owner, addrTTL)
-		} else if qtype == dns.TypeAAAA && len(addrs.aaaa()) > 0 {
-			m.Answer, m.Extra = rp.sections(len(addrs.aaaa()), 0)
-			m.Answer = appendAAAA(m.Answer, addrs.aaaa(), owner, addrTTL)
-		}
+		m.Answer, m.Extra = rp.addresses(qtype, e.addresses(), owner, addrTTL)
 	case qtype == dns.TypeSRV:
-		if sd, set, ok := e.srv(); ok {
+		if sd, targets := e.srv(); len(targets) > 0 {
 			z := slices.Index(h.cfg.forwardZones, zone)
-			m.Answer, m.Extra = rp.srv(sd, set, z, owner, ttl.srv, ttl.pod)
+			m.Answer, m.Extra = rp.srv(sd, targets, z, owner, ttl.srv, ttl.pod)
 		}
 	case qtype == dns.TypePTR:
 		var one [1]string
@@ -95,7 +104,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		}
 	}
 	if len(m.Answer) == 0 { // NXDOMAIN or NODATA: the zone's SOA tells how long to cache it
-		h.apexes[zone].fillSOA(&rp.soa, h.index.soaSerial(), ttl.negative)
+		apex.fillSOA(&rp.soa, h.index.soaSerial(), ttl.negative)
 		m.Ns, m.Extra = rp.sections(1, 0)
 		m.Ns = append(m.Ns, &rp.soa)
 	}

@@ -1,6 +1,7 @@
 package headless
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -192,5 +193,50 @@ func TestANameHeldBySeveralEndpointsAnswersAllTheirIPs(t *testing.T) {
 	resp, _ := query(t, h, "primary.db.default.svc.cluster.local.", dns.TypeA)
 	if len(resp.Answer) != 2 {
 		t.Fatalf("want both IPs, got\n%v", resp)
+	}
+}
+
+// A StatefulSet pod behind its own headless service and a second one that
+// names it by address: by default its IP has a PTR for each (as the
+// specification says), and getnameinfo takes whichever comes first; with
+// ptr_hostname_only only the stable name, so forward and reverse agree.
+func TestPTRHostnameOnly(t *testing.T) {
+	objects := append(seedObjects(),
+		headlessService("default", "cassandra-peers", true),
+		slice("default", "peers-1", "cassandra-peers", discovery.AddressTypeIPv4, nil, endpoint("", "10.244.1.5")))
+	stable := "cassandra-0.cassandra.default.svc.cluster.local."
+	for _, tc := range []struct {
+		name     string
+		corefile string
+		want     map[string][]string // reverse name → PTR targets; nil: NXDOMAIN
+	}{
+		{"a PTR for every name by default", "headless cluster.local in-addr.arpa", map[string][]string{
+			"5.1.244.10.in-addr.arpa.": {stable, "10-244-1-5.cassandra-peers.default.svc.cluster.local."},
+			"50.0.0.10.in-addr.arpa.":  {"10-0-0-50.external-db.default.svc.cluster.local."},
+		}},
+		{"only hostnames with ptr_hostname_only", "headless cluster.local in-addr.arpa {\n ptr_hostname_only\n}", map[string][]string{
+			"5.1.244.10.in-addr.arpa.": {stable},
+			"50.0.0.10.in-addr.arpa.":  nil, // no endpoint of it has a hostname
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := newTestPlugin(t, tc.corefile, objects...)
+			for qname, want := range tc.want {
+				resp, _ := query(t, h, qname, dns.TypePTR)
+				var got []string
+				for _, rr := range resp.Answer {
+					got = append(got, rr.(*dns.PTR).Ptr)
+				}
+				slices.Sort(got)
+				slices.Sort(want)
+				if !slices.Equal(got, want) || (want == nil) != (resp.Rcode == dns.RcodeNameError) {
+					t.Errorf("%s: %s %v, want %v", qname, dns.RcodeToString[resp.Rcode], got, want)
+				}
+			}
+			// Forward names stay as they were.
+			if resp, _ := query(t, h, "10-0-0-50.external-db.default.svc.cluster.local.", dns.TypeA); len(resp.Answer) != 1 {
+				t.Errorf("the forward name of an address without PTR: %v", resp)
+			}
+		})
 	}
 }

@@ -53,6 +53,7 @@ func soaFor(zone string) dns.RR {
 
 func TestRecordRules(t *testing.T) {
 	h, _ := newTestPlugin(t, baseCorefile, recordWorld()...)
+	h.serverAddrs = serverAddresses([]string{"192.0.2.53"})
 	const v6a = "fd00-0000-0000-0000-0000-0000-0000-0001"
 	nxdomain := func(qname string, qtype uint16) test.Case {
 		return test.Case{Qname: qname, Qtype: qtype, Rcode: dns.RcodeNameError, Ns: []dns.RR{soaFor("cluster.local.")}}
@@ -170,7 +171,43 @@ func TestRecordRules(t *testing.T) {
 		{"unknown pod", nxdomain("cassandra-9.cassandra.default.svc.cluster.local.", dns.TypeA)},
 		{"names below a pod do not exist", nxdomain("x.cassandra-0.cassandra.default.svc.cluster.local.", dns.TypeA)},
 		{"pod-style names are not ours", nxdomain("10-244-1-5.default.pod.cluster.local.", dns.TypeA)},
+		{"SRV at the service name: every pod and port, as the kubernetes plugin answers it", test.Case{Qname: "cassandra.default.svc.cluster.local.", Qtype: dns.TypeSRV, Answer: []dns.RR{
+			test.SRV("cassandra.default.svc.cluster.local.	5	IN	SRV	0 33 9042 cassandra-0.cassandra.default.svc.cluster.local."),
+			test.SRV("cassandra.default.svc.cluster.local.	5	IN	SRV	0 33 9042 cassandra-1.cassandra.default.svc.cluster.local."),
+			test.SRV("cassandra.default.svc.cluster.local.	5	IN	SRV	0 33 9042 cassandra-2.cassandra.default.svc.cluster.local."),
+		}, Extra: []dns.RR{
+			test.A("cassandra-0.cassandra.default.svc.cluster.local.	5	IN	A	10.244.1.5"),
+			test.A("cassandra-1.cassandra.default.svc.cluster.local.	5	IN	A	10.244.2.8"),
+			test.A("cassandra-2.cassandra.default.svc.cluster.local.	5	IN	A	10.244.3.12"),
+		}}},
+		{"SRV at the service name includes unnamed ports", test.Case{Qname: "external-db.default.svc.cluster.local.", Qtype: dns.TypeSRV, Answer: []dns.RR{
+			test.SRV("external-db.default.svc.cluster.local.	5	IN	SRV	0 50 5432 10-0-0-50.external-db.default.svc.cluster.local."),
+			test.SRV("external-db.default.svc.cluster.local.	5	IN	SRV	0 50 5432 10-0-0-51.external-db.default.svc.cluster.local."),
+		}, Extra: []dns.RR{
+			test.A("10-0-0-50.external-db.default.svc.cluster.local.	5	IN	A	10.0.0.50"),
+			test.A("10-0-0-51.external-db.default.svc.cluster.local.	5	IN	A	10.0.0.51"),
+		}}},
+		{"SRV at a pod name: that pod, every port", test.Case{Qname: "cassandra-1.cassandra.default.svc.cluster.local.", Qtype: dns.TypeSRV, Answer: []dns.RR{
+			test.SRV("cassandra-1.cassandra.default.svc.cluster.local.	5	IN	SRV	0 100 9042 cassandra-1.cassandra.default.svc.cluster.local."),
+		}, Extra: []dns.RR{
+			test.A("cassandra-1.cassandra.default.svc.cluster.local.	5	IN	A	10.244.2.8"),
+		}}},
 		{"apex SOA", test.Case{Qname: "cluster.local.", Qtype: dns.TypeSOA, Answer: []dns.RR{soaFor("cluster.local.")}}},
+		{"apex NS names this server", test.Case{Qname: "cluster.local.", Qtype: dns.TypeNS, Answer: []dns.RR{
+			test.NS("cluster.local.	5	IN	NS	ns.dns.cluster.local."),
+		}, Extra: []dns.RR{test.A("ns.dns.cluster.local.	5	IN	A	192.0.2.53")}}},
+		{"the NS target resolves", test.Case{Qname: "ns.dns.cluster.local.", Qtype: dns.TypeA, Answer: []dns.RR{
+			test.A("ns.dns.cluster.local.	5	IN	A	192.0.2.53"),
+		}}},
+		{"the NS target's parent is an empty non-terminal", nodata("dns.cluster.local.", dns.TypeA)},
+		{"the NS target has no AAAA on an IPv4 server", nodata("ns.dns.cluster.local.", dns.TypeAAAA)},
+		{"a reverse zone's NS target is in that zone, and resolves", test.Case{Qname: "ns.dns.in-addr.arpa.", Qtype: dns.TypeA, Answer: []dns.RR{
+			test.A("ns.dns.in-addr.arpa.	5	IN	A	192.0.2.53"),
+		}}},
+		{"dns-version TXT, as the Kubernetes DNS specification asks", test.Case{Qname: "dns-version.cluster.local.", Qtype: dns.TypeTXT, Answer: []dns.RR{
+			test.TXT(`dns-version.cluster.local.	28800	IN	TXT	"1.1.0"`),
+		}}},
+		{"dns-version has only TXT", nodata("dns-version.cluster.local.", dns.TypeA)},
 		{"apex has nothing else", nodata("cluster.local.", dns.TypeA)},
 	}
 	for _, tt := range tests {

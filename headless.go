@@ -27,14 +27,15 @@ import (
 type Headless struct {
 	Next plugin.Handler
 
-	cfg     *config
-	zones   []string // forward and reverse zones, for matchZone
-	apexes  map[string]apex
-	index   *index
-	watcher *watcher
-	health  *apiServerHealth
-	synced  atomic.Bool
-	cancel  context.CancelFunc
+	cfg         *config
+	zones       []string // forward and reverse zones, for matchZone
+	apexes      map[string]apex
+	serverAddrs addrSet // this server's addresses, for ns.dns.<zone>; set before it serves
+	index       *index
+	watcher     *watcher
+	health      *apiServerHealth
+	synced      atomic.Bool
+	cancel      context.CancelFunc
 }
 
 func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
@@ -46,7 +47,7 @@ func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
 	}
 	h.apexes = make(map[string]apex, len(h.zones))
 	for _, z := range h.zones {
-		h.apexes[z] = newApex(z)
+		h.apexes[z] = newApex(z, !slices.Contains(cfg.reverseZones, z))
 	}
 	h.watcher = newWatcher(client, h.index, cfg, h.health)
 	return h

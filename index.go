@@ -16,11 +16,22 @@ const (
 	serviceName                       // web.default.svc
 	podName                           // web-0.web.default.svc
 	srvName                           // _cql._tcp.web.default.svc
+	zonalName                         // us-east-1a.pin._zone.web.default.svc (and prefer)
+	zonalPin                          // pin._zone.web.default.svc: zones with no endpoint below it
+	zonalPrefer                       // prefer._zone.web.default.svc: likewise
+)
+
+// Labels of zone-scoped names (zonal option):
+// <topology-zone>.pin._zone.<service>... and <topology-zone>.prefer._zone....
+const (
+	zoneAnchor = "_zone"
+	pinLabel   = "pin"
+	preferLbl  = "prefer"
 )
 
 // entry is what the index holds at one forward name: a kind, and for all
-// but empty non-terminals the answer set and which of its pods or SRV
-// RRsets. It is a value, so a name costs its map slot and nothing more.
+// but empty non-terminals the answer set and which of its pods, SRV RRsets
+// or zones. It is a value, so a name costs its map slot and nothing more.
 type entry struct {
 	svc  *serviceData
 	kind entryKind
@@ -28,28 +39,38 @@ type entry struct {
 }
 
 // addresses returns the A/AAAA addresses at the entry's name: none but at
-// a service or pod name.
+// a service, pod or zone-scoped name.
 func (e entry) addresses() addrSet {
 	switch e.kind {
 	case serviceName:
 		return e.svc.addrs
 	case podName:
 		return e.svc.pods[e.i].addrs
+	case zonalName:
+		return e.svc.topology[e.i].addrs
 	}
 	return addrSet{}
 }
 
 // perPod tells whether the entry names one pod, whose records take the pod
-// TTL, rather than a whole service.
+// TTL, rather than a set of them.
 func (e entry) perPod() bool { return e.kind == podName }
 
-// srv returns the SRV RRset at the entry's name, and its service's answer
-// set that the targets and glue come from.
-func (e entry) srv() (*serviceData, *srvData, bool) {
-	if e.kind != srvName {
-		return nil, nil, false
+// srv returns the SRV targets at the entry's name, with the answer set
+// they point into: a named port's RRset; every pod and port at a service
+// name; one pod's ports at its name; a zone's pods at a zone-scoped name.
+func (e entry) srv() (*serviceData, []srvTarget) {
+	switch e.kind {
+	case srvName:
+		return e.svc, e.svc.srv[e.i].targets
+	case serviceName:
+		return e.svc, e.svc.anyPort
+	case podName:
+		return e.svc, e.svc.podTargets(e.i)
+	case zonalName:
+		return e.svc, e.svc.topology[e.i].targets
 	}
-	return e.svc, &e.svc.srv[e.i], true
+	return nil, nil
 }
 
 // ptrEntry is the PTR RRset of one address. Almost always one pod of one
@@ -142,6 +163,30 @@ func (ix *index) lookup(rel string) (entry, bool) {
 	return e, ok
 }
 
+// lookupZonal answers a zone-scoped name whose zone holds no endpoint of
+// its service (those of zones that do are in names): under pin._zone it
+// exists and is empty, under prefer._zone it answers as the service. The
+// zone may span labels, so everything left of the directive is the zone.
+func (ix *index) lookupZonal(rel string) (entry, bool) {
+	// The last "._zone." is the anchor: a zone value may hold one, a
+	// service or namespace name never does.
+	i := strings.LastIndex(rel, "."+zoneAnchor+".")
+	dot := strings.LastIndexByte(rel[:max(i, 0)], '.')
+	if i < 0 || dot < 0 {
+		return entry{}, false
+	}
+	anchor, ok := ix.lookup(rel[dot+1:]) // pin._zone.web.default.svc
+	switch {
+	case !ok:
+		return entry{}, false
+	case anchor.kind == zonalPin:
+		return entry{kind: emptyNonTerminal}, true
+	case anchor.kind == zonalPrefer:
+		return entry{svc: anchor.svc, kind: serviceName}, true
+	}
+	return entry{}, false
+}
+
 // lookupReverse returns the PTR entry at a full reverse name (none at a
 // reverse empty non-terminal), and whether the name exists.
 func (ix *index) lookupReverse(name string) (ptrEntry, bool) {
@@ -191,12 +236,32 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 			return
 		}
 	}
+	if sd.topology == nil {
+		return
+	}
+	anchor := zoneAnchor + "." + sd.rel
+	if !yield(anchor, entry{kind: emptyNonTerminal}) ||
+		!yield(pinLabel+"."+anchor, entry{svc: sd, kind: zonalPin}) ||
+		!yield(preferLbl+"."+anchor, entry{svc: sd, kind: zonalPrefer}) {
+		return
+	}
+	for i, set := range sd.topology {
+		for _, directive := range []string{pinLabel, preferLbl} {
+			if !yield(set.zone+"."+directive+"."+anchor, entry{svc: sd, kind: zonalName, i: int32(i)}) {
+				return
+			}
+		}
+	}
 }
 
-// ptrPods returns, per address of sd, the pods that hold it.
+// ptrPods returns, per address of sd, the pods whose names its PTR
+// records point at.
 func (sd *serviceData) ptrPods() map[netip.Addr][]int32 {
 	out := make(map[netip.Addr][]int32, len(sd.addrs.ips))
 	for i := range sd.pods {
+		if sd.noPTR.has(int32(i)) {
+			continue
+		}
 		for _, wire := range sd.pods[i].addrs.ips {
 			ip, _ := netip.AddrFromSlice(wire)
 			out[ip] = append(out[ip], int32(i))

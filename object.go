@@ -1,6 +1,7 @@
 package headless
 
 import (
+	"sync"
 	"time"
 
 	core "k8s.io/api/core/v1"
@@ -48,9 +49,11 @@ func slimService(obj any) (any, error) {
 }
 
 // slimSlice returns the transform that keeps of an EndpointSlice only what
-// build reads: no managedFields, topology, hints, owner references or other
-// annotations, and the pod an endpoint names only with endpoint_pod_names.
-func slimSlice(podNames bool) cache.TransformFunc {
+// build reads: no managedFields, hints, owner references or other
+// annotations; the pod an endpoint names only with endpoint_pod_names, its
+// zone only with zonal.
+func slimSlice(opts buildOptions) cache.TransformFunc {
+	zones := &interned{}
 	return func(obj any) (any, error) {
 		s, ok := obj.(*discovery.EndpointSlice)
 		if !ok {
@@ -78,13 +81,28 @@ func slimSlice(podNames bool) cache.TransformFunc {
 					slim.Conditions.Ready = &isReady
 				}
 			}
-			if podNames && ep.TargetRef != nil {
+			if opts.podNames && ep.TargetRef != nil {
 				slim.TargetRef = &core.ObjectReference{Kind: ep.TargetRef.Kind, Name: ep.TargetRef.Name}
+			}
+			if opts.zonal && ep.Zone != nil {
+				slim.Zone = zones.get(*ep.Zone)
 			}
 			out.Endpoints[i] = slim
 		}
 		return out, nil
 	}
+}
+
+// interned shares one copy of each string among the slim objects: a
+// cluster has a handful of zones and thousands of endpoints naming them.
+type interned struct{ m sync.Map }
+
+func (in *interned) get(s string) *string {
+	if p, ok := in.m.Load(s); ok {
+		return p.(*string)
+	}
+	p, _ := in.m.LoadOrStore(s, &s)
+	return p.(*string)
 }
 
 // serviceKeyOf returns "namespace/service" of a slice (possibly a deleted

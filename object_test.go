@@ -29,7 +29,7 @@ func TestInformersKeepASlimProjection(t *testing.T) {
 			TargetRef:  &core.ObjectReference{Kind: "Pod", Name: "p", Namespace: "ns", UID: "u"},
 		}},
 	}
-	obj, _ := slimSlice(true)(full)
+	obj, _ := slimSlice(buildOptions{podNames: true})(full)
 	s := obj.(*discovery.EndpointSlice)
 	if len(s.ManagedFields) != 0 || len(s.OwnerReferences) != 0 || s.UID != "" {
 		t.Errorf("metadata kept: %+v", s.ObjectMeta)

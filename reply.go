@@ -44,36 +44,79 @@ func (rp *reply) sections(n, extra int) (records, additional []dns.RR) {
 	return all[:0:n], all[n : n : n+extra+1]
 }
 
-// srv makes an SRV RRset in zone z, owned by owner, and its glue, all in
-// one array; srvTTL is the SRV records' TTL, podTTL the glue's.
-func (rp *reply) srv(sd *serviceData, set *srvData, z int, owner string, srvTTL, podTTL uint32) (answer, extra []dns.RR) {
+// addresses makes the A (qtype A) or AAAA records of addrs, owned by owner.
+func (rp *reply) addresses(qtype uint16, addrs addrSet, owner string, ttl uint32) (answer, extra []dns.RR) {
+	ips := addrs.a()
+	if qtype == dns.TypeAAAA {
+		ips = addrs.aaaa()
+	}
+	if len(ips) == 0 {
+		return nil, nil
+	}
+	answer, extra = rp.sections(len(ips), 0)
+	if qtype == dns.TypeA {
+		return appendA(answer, ips, owner, ttl), extra
+	}
+	return appendAAAA(answer, ips, owner, ttl), extra
+}
+
+// ns makes the NS record of a zone, owned by owner, naming target, with
+// target's addresses as glue.
+func (rp *reply) ns(owner, target string, glue addrSet, ttl uint32) (answer, extra []dns.RR) {
+	answer, extra = rp.sections(1, len(glue.ips))
+	answer = append(answer, &dns.NS{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: ttl}, Ns: target})
+	extra = appendA(extra, glue.a(), target, ttl)
+	return answer, appendAAAA(extra, glue.aaaa(), target, ttl)
+}
+
+// srv makes an SRV RRset in zone z, owned by owner, pointing at targets of
+// sd, and its glue, all in one array; srvTTL is the SRV records' TTL,
+// podTTL the glue's. The weights are equal, and add up to about 100.
+func (rp *reply) srv(sd *serviceData, targets []srvTarget, z int, owner string, srvTTL, podTTL uint32) (answer, extra []dns.RR) {
+	// The glue is every address of each target pod, once: targets are
+	// ordered by pod, so a pod's records follow a change of pod.
+	glueA, glueAll := 0, 0
+	for i, t := range targets {
+		if i == 0 || t.pod != targets[i-1].pod {
+			addrs := sd.pods[t.pod].addrs
+			glueA += addrs.v4
+			glueAll += len(addrs.ips)
+		}
+	}
 	type srvAndGlue struct {
 		srv  dns.SRV
 		a    dns.A
 		aaaa dns.AAAA
 	}
-	copies := make([]srvAndGlue, max(len(set.targets), set.glueA, set.glueAll-set.glueA))
-	answer, extra = rp.sections(len(set.targets), set.glueAll)
-	for i, target := range set.targets {
+	copies := make([]srvAndGlue, max(len(targets), glueA, glueAll-glueA))
+	answer, extra = rp.sections(len(targets), glueAll)
+	weight := uint16(max(1, 100/len(targets)))
+	for i, t := range targets {
 		copies[i].srv = dns.SRV{
 			Hdr:    dns.RR_Header{Name: owner, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: srvTTL},
-			Weight: set.weight, Port: target.port, Target: sd.fqdn(target.pod, z),
+			Weight: weight, Port: t.port, Target: sd.fqdn(t.pod, z),
 		}
 		answer = append(answer, &copies[i].srv)
 	}
 	// Glue: every A record, then every AAAA record, pod by pod.
 	a, aaaa := 0, 0
-	for _, pod := range set.glue {
-		name, addrs := sd.fqdn(pod, z), sd.pods[pod].addrs
-		for _, ip := range addrs.a() {
+	for i, t := range targets {
+		if i > 0 && t.pod == targets[i-1].pod {
+			continue
+		}
+		name := sd.fqdn(t.pod, z)
+		for _, ip := range sd.pods[t.pod].addrs.a() {
 			copies[a].a = dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: podTTL}, A: ip}
 			extra = append(extra, &copies[a].a)
 			a++
 		}
 	}
-	for _, pod := range set.glue {
-		name, addrs := sd.fqdn(pod, z), sd.pods[pod].addrs
-		for _, ip := range addrs.aaaa() {
+	for i, t := range targets {
+		if i > 0 && t.pod == targets[i-1].pod {
+			continue
+		}
+		name := sd.fqdn(t.pod, z)
+		for _, ip := range sd.pods[t.pod].addrs.aaaa() {
 			copies[aaaa].aaaa = dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: podTTL}, AAAA: ip}
 			extra = append(extra, &copies[aaaa].aaaa)
 			aaaa++
@@ -113,4 +156,9 @@ func appendPTR(out []dns.RR, targets []string, owner string, ttl uint32) []dns.R
 		out = append(out, &records[i])
 	}
 	return out
+}
+
+// appendTXT makes a TXT record owned by owner holding text.
+func appendTXT(out []dns.RR, text, owner string, ttl uint32) []dns.RR {
+	return append(out, &dns.TXT{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: []string{text}})
 }

@@ -57,10 +57,12 @@ type config struct {
 	kubeconfigRest *rest.Config // read from kubeconfig while parsing
 	endpoint       string
 
-	namespaces       []string // empty: every namespace
-	labels           string   // a Service label selector, applied by the API server
-	endpointPodNames bool
-	ttl              ttls
+	namespaces      []string // empty: every namespace
+	labels          string   // a Service label selector, applied by the API server
+	podNames        bool     // endpoint_pod_names
+	ptrHostnameOnly bool     // ptr_hostname_only
+	zonal           bool     // zonal
+	ttl             ttls
 	ttlKinds         map[string]bool // kinds given their own ttl line
 	startupTimeout   time.Duration
 	fall             fall.F
@@ -80,7 +82,10 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, fmt.Errorf("kubernetes client: %w", err))
 	}
 	h := newHeadless(cfg, client)
-	c.OnStartup(h.start)
+	c.OnStartup(func() error {
+		h.serverAddrs = serverAddresses(dnsserver.GetConfig(c).ListenHosts)
+		return h.start()
+	})
 	c.OnShutdown(h.stop)
 
 	dnsserver.GetConfig(c).AddPlugin(func(next plugin.Handler) plugin.Handler {
@@ -215,11 +220,18 @@ func (cfg *config) parseOption(c *caddy.Controller, option string, args []string
 		}
 		cfg.labels = sel.String()
 
-	case "endpoint_pod_names":
+	case "endpoint_pod_names", "ptr_hostname_only", "zonal":
 		if len(args) != 0 {
-			return c.Errf("endpoint_pod_names: takes no arguments, got %d", len(args))
+			return c.Errf("%s: takes no arguments, got %d", option, len(args))
 		}
-		cfg.endpointPodNames = true
+		switch option {
+		case "endpoint_pod_names":
+			cfg.podNames = true
+		case "ptr_hostname_only":
+			cfg.ptrHostnameOnly = true
+		case "zonal":
+			cfg.zonal = true
+		}
 
 	case "ttl":
 		return cfg.parseTTL(c, args)
@@ -293,6 +305,11 @@ func (cfg *config) parseTTL(c *caddy.Controller, args []string) error {
 	}
 	cfg.ttlKinds[kind] = true
 	return nil
+}
+
+// buildOptions are the options that shape each service's answer set.
+func (cfg *config) buildOptions() buildOptions {
+	return buildOptions{zones: cfg.forwardZones, podNames: cfg.podNames, ptrHostnameOnly: cfg.ptrHostnameOnly, zonal: cfg.zonal}
 }
 
 func (cfg *config) kubeconfigClientConfig() clientcmd.ClientConfig {

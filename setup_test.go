@@ -65,6 +65,8 @@ func TestParseOptions(t *testing.T) {
 			namespaces default shop
 			labels app in (a, b), tier!=cache
 			endpoint_pod_names
+			zonal
+			ptr_hostname_only
 			ttl 30
 			ttl pod 10
 			ttl negative 0
@@ -80,8 +82,8 @@ func TestParseOptions(t *testing.T) {
 			if cfg.labels != "app in (a,b),tier!=cache" {
 				t.Errorf("labels %q", cfg.labels)
 			}
-			if !cfg.endpointPodNames {
-				t.Error("endpoint_pod_names not set")
+			if !cfg.podNames || !cfg.zonal || !cfg.ptrHostnameOnly {
+				t.Errorf("endpoint_pod_names %v, zonal %v, ptr_hostname_only %v: want all set", cfg.podNames, cfg.zonal, cfg.ptrHostnameOnly)
 			}
 			if want := (ttls{service: 30, pod: 10, srv: 30, ptr: 30, negative: 0}); cfg.ttl != want {
 				t.Errorf("ttl %+v, want %+v", cfg.ttl, want)
@@ -153,6 +155,8 @@ func TestParseRejectsBadBlocks(t *testing.T) {
 		{"labels without an expression", "headless {\n  labels\n}", "labels: want a label selector expression"},
 		{"labels that do not parse", "headless {\n  labels app in (a\n}", `labels: "app in (a" is not a valid label selector`},
 		{"endpoint_pod_names with an argument", "headless {\n  endpoint_pod_names yes\n}", "endpoint_pod_names: takes no arguments"},
+		{"zonal with an argument", "headless {\n  zonal us-east-1a\n}", "zonal: takes no arguments"},
+		{"ptr_hostname_only with an argument", "headless {\n  ptr_hostname_only yes\n}", "ptr_hostname_only: takes no arguments"},
 		{"ttl that is not a number", "headless {\n  ttl five\n}", `ttl: "five" is not a whole number of seconds`},
 		{"negative ttl", "headless {\n  ttl -1\n}", `ttl: "-1" is not a whole number of seconds`},
 		{"ttl out of range", "headless {\n  ttl 3601\n}", "ttl: 3601 is out of range 0-3600"},

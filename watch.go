@@ -47,7 +47,7 @@ type watcher struct {
 func newWatcher(client kubernetes.Interface, ix *index, cfg *config, health *apiServerHealth) *watcher {
 	w := &watcher{
 		index:      ix,
-		opts:       buildOptions{zones: cfg.forwardZones, podNames: cfg.endpointPodNames},
+		opts:       cfg.buildOptions(),
 		health:     health,
 		namespaces: map[string]*nsWatch{},
 	}
@@ -89,7 +89,7 @@ func newWatcher(client kubernetes.Interface, ix *index, cfg *config, health *api
 					o.LabelSelector = selector
 					return untilReachable(ctx, health, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
 				},
-			}, &discovery.EndpointSlice{}, slimSlice(cfg.endpointPodNames), cache.Indexers{byService: sliceService}, "endpointslices",
+			}, &discovery.EndpointSlice{}, slimSlice(cfg.buildOptions()), cache.Indexers{byService: sliceService}, "endpointslices",
 				cache.ResourceEventHandlerFuncs{
 					AddFunc: func(obj any) {
 						w.slicesHeld.Add(1)
