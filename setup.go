@@ -63,9 +63,9 @@ type config struct {
 	ptrHostnameOnly bool     // ptr_hostname_only
 	zonal           bool     // zonal
 	ttl             ttls
-	ttlKinds         map[string]bool // kinds given their own ttl line
-	startupTimeout   time.Duration
-	fall             fall.F
+	ttlKinds        map[string]bool // kinds given their own ttl line
+	startupTimeout  time.Duration
+	fall            fall.F
 }
 
 func setup(c *caddy.Controller) error {

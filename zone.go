@@ -79,11 +79,11 @@ func newApex(zone string, forward bool) apex {
 type apexName uint8
 
 const (
-	notApex          apexName = iota
-	atApex                    // the zone itself: SOA and NS
-	atNameserver              // ns.dns.<zone>: this server's A and AAAA
-	atNameserverENT           // dns.<zone>: an empty non-terminal
-	atVersion                 // dns-version.<zone>: TXT
+	notApex         apexName = iota
+	atApex                   // the zone itself: SOA and NS
+	atNameserver             // ns.dns.<zone>: this server's A and AAAA
+	atNameserverENT          // dns.<zone>: an empty non-terminal
+	atVersion                // dns-version.<zone>: TXT
 )
 
 // owns tells which apex name rel (relative to the zone, lower case) is.
