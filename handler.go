@@ -72,7 +72,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	case !found:
 		m.Rcode = dns.RcodeNameError
 	case at == atApex && qtype == dns.TypeSOA:
-		apex.fillSOA(&rp.soa, h.index.soaSerial(), ttl.negative)
+		apex.fillSOA(&rp.soa, h.serial(zone), ttl.negative)
 		rp.soa.Hdr.Name = owner
 		m.Answer, m.Extra = rp.sections(1, 0)
 		m.Answer = append(m.Answer, &rp.soa)
@@ -104,7 +104,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		}
 	}
 	if len(m.Answer) == 0 { // NXDOMAIN or NODATA: the zone's SOA tells how long to cache it
-		apex.fillSOA(&rp.soa, h.index.soaSerial(), ttl.negative)
+		apex.fillSOA(&rp.soa, h.serial(zone), ttl.negative)
 		m.Ns, m.Extra = rp.sections(1, 0)
 		m.Ns = append(m.Ns, &rp.soa)
 	}

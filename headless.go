@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/transfer"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
@@ -30,7 +31,9 @@ type Headless struct {
 	cfg         *config
 	zones       []string // forward and reverse zones, for matchZone
 	apexes      map[string]apex
-	serverAddrs addrSet // this server's addresses, for ns.dns.<zone>; set before it serves
+	serverAddrs addrSet               // this server's addresses, for ns.dns.<zone>; set before it serves
+	peers       []transfer.Transferer // plugins behind this one whose transfers join this one's
+	xfr         *transfer.Transfer    // the server block's transfer plugin, to send NOTIFY through
 	index       *index
 	watcher     *watcher
 	health      *apiServerHealth
@@ -53,6 +56,10 @@ func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
 	return h
 }
 
+// notifyInterval is how often changed zones are announced to secondaries
+// (NOTIFY): a burst of changes in that time makes one.
+const notifyInterval = 250 * time.Millisecond
+
 // Name implements plugin.Handler.
 func (h *Headless) Name() string { return pluginName }
 
@@ -63,6 +70,9 @@ func (h *Headless) start() error {
 	h.cancel = cancel
 	instances.add(h)
 	h.watcher.run(ctx)
+	if h.xfr != nil {
+		go h.notifyChanges(ctx, h.xfr, notifyInterval)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

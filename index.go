@@ -200,6 +200,30 @@ func (ix *index) lookupReverse(name string) (ptrEntry, bool) {
 	return ptrEntry{}, ix.reverseENT[name] > 0
 }
 
+// addressPTR is one address's PTR entry.
+type addressPTR struct {
+	ip    netip.Addr
+	entry ptrEntry
+}
+
+// snapshot returns, consistently, every published answer set and every
+// PTR entry, for a zone transfer. Both are immutable once published.
+func (ix *index) snapshot() ([]*serviceData, []addressPTR) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var services []*serviceData
+	for _, e := range ix.names {
+		if e.kind == serviceName {
+			services = append(services, e.svc)
+		}
+	}
+	ptrs := make([]addressPTR, 0, len(ix.ptr))
+	for ip, e := range ix.ptr {
+		ptrs = append(ptrs, addressPTR{ip, e})
+	}
+	return services, ptrs
+}
+
 // soaSerial is the serial of the zones' SOA: the time of the last change.
 func (ix *index) soaSerial() uint32 {
 	ix.mu.RLock()

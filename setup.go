@@ -15,6 +15,7 @@ import (
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/plugin/pkg/fall"
 	clog "github.com/coredns/coredns/plugin/pkg/log"
+	"github.com/coredns/coredns/plugin/transfer"
 	"github.com/miekg/dns"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -83,7 +84,11 @@ func setup(c *caddy.Controller) error {
 	}
 	h := newHeadless(cfg, client)
 	c.OnStartup(func() error {
-		h.serverAddrs = serverAddresses(dnsserver.GetConfig(c).ListenHosts)
+		// Every plugin of the server block is set up by now.
+		server := dnsserver.GetConfig(c)
+		h.serverAddrs = serverAddresses(server.ListenHosts)
+		h.peers = transferPeers(server.Handlers(), h)
+		h.xfr, _ = server.Handler("transfer").(*transfer.Transfer)
 		return h.start()
 	})
 	c.OnShutdown(h.stop)
