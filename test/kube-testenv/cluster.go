@@ -27,8 +27,8 @@ import (
 )
 
 // The cluster's address plan, as kind lays it out: pods in 10.244.0.0/16,
-// one /24 per node in the order the nodes were made (the control-plane node
-// first, so kwok-node-1 has 10.244.1.0/24), Services in 10.96.0.0/16 (the
+// one /24 per node, node i having 10.244.i.0/24 (the control-plane node is
+// node 0, so kwok-node-1 has 10.244.1.0/24), Services in 10.96.0.0/16 (the
 // apiserver's range).
 const (
 	clusterCIDR     = "10.244.0.0/16"
@@ -78,6 +78,8 @@ type clusterConfig struct {
 // its own supervisor goroutine.
 type cluster struct {
 	cfg    clusterConfig
+	nodes  []string // control-plane, kwok-node-1, ...
+	client kubernetes.Interface
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -86,16 +88,31 @@ type cluster struct {
 
 // child is one supervised process.
 type child struct {
-	name  string
-	path  string
-	args  []string
-	env   []string
-	stdin bool // give it a pipe on stdin that closes when we go
+	name   string
+	path   string
+	args   []string
+	env    []string
+	stdin  bool                            // give it a pipe on stdin that closes when we go
+	before func(ctx context.Context) error // run before each start
 }
 
-func startCluster(cfg clusterConfig) *cluster {
+func startCluster(cfg clusterConfig) (*cluster, error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &cluster{cfg: cfg, ctx: ctx, cancel: cancel, spawn: newSpawner()}
+	c := &cluster{cfg: cfg, ctx: ctx, cancel: cancel, spawn: newSpawner(), nodes: []string{controlPlane}}
+	for i := 1; i <= cfg.nodes; i++ {
+		c.nodes = append(c.nodes, workerPrefix+strconv.Itoa(i))
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.QPS, rc.Burst = 100, 200
+	if c.client, err = kubernetes.NewForConfig(rc); err != nil {
+		return nil, err
+	}
+	if err := writeKwokConfig(filepath.Join(cfg.dir, kwokConfigFile)); err != nil {
+		return nil, err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		self = "/proc/self/exe"
@@ -106,11 +123,25 @@ func startCluster(cfg clusterConfig) *cluster {
 		{name: "kube-scheduler", path: self, args: append(append([]string{"kube-scheduler"}, c.schedulerArgs()...), cfg.schedulerArgs...), stdin: true},
 		// kwok reads ~/.kwok/kwok.yaml when there is one: give it a home of
 		// its own, so that only our configuration counts.
-		{name: "kwok", path: cfg.kwok, args: append(c.kwokArgs(), cfg.kwokArgs...), env: []string{"HOME=" + kwokHome}},
+		{name: "kwok", path: cfg.kwok, args: append(c.kwokArgs(), cfg.kwokArgs...), env: []string{"HOME=" + kwokHome}, before: c.forgetLeases},
 	} {
 		c.wg.Go(func() { c.supervise(ch) })
 	}
-	return c
+	return c, nil
+}
+
+// forgetLeases deletes the nodes' Leases, which hold a previous kwok's
+// identity (a random one per process): a new kwok manages a node only once
+// it holds its Lease, so it would otherwise wait for the old ones to
+// expire, doing nothing for the nodes' pods meanwhile.
+func (c *cluster) forgetLeases(ctx context.Context) error {
+	for _, name := range c.nodes {
+		err := c.client.CoordinationV1().Leases(core.NamespaceNodeLease).Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the lease of node %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // stop ends every child and waits for them.
@@ -250,6 +281,11 @@ func (c *cluster) runOnce(ch child, logPath string) error {
 	// kube-testenv, which then stops its children in order; and SIGKILL
 	// from the kernel if kube-testenv dies without doing so.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if ch.before != nil {
+		if err := ch.before(c.ctx); err != nil {
+			return err
+		}
+	}
 	var stdin io.WriteCloser
 	if ch.stdin {
 		if stdin, err = cmd.StdinPipe(); err != nil {
@@ -306,22 +342,11 @@ func (s *spawner) start(cmd *exec.Cmd) error {
 
 // waitReady makes the nodes (once: a restart finds them), then waits until
 // the cluster can run pods: every node Ready and untainted but for the
-// control plane's own taint, the default ServiceAccount there, the
-// controller-manager healthy and the scheduler ready.
+// control plane's own taint, its Lease held by this kwok, the default
+// ServiceAccount there, the controller-manager healthy and the scheduler
+// ready.
 func (c *cluster) waitReady(ctx context.Context, stopCh <-chan struct{}, apiErr <-chan error) error {
-	cfg := c.cfg
-	if err := writeKwokConfig(filepath.Join(cfg.dir, kwokConfigFile)); err != nil {
-		return err
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", cfg.kubeconfig)
-	if err != nil {
-		return err
-	}
-	rc.QPS, rc.Burst = 100, 200
-	client, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return err
-	}
+	cfg, client := c.cfg, c.client
 	// poll calls check every 50ms until it says done.
 	poll := func(what string, check func() (bool, error)) error {
 		var last error
@@ -348,21 +373,11 @@ func (c *cluster) waitReady(ctx context.Context, stopCh <-chan struct{}, apiErr 
 		}
 	}
 
-	// One node at a time, each waiting for its pod CIDR: the node-ipam
-	// controller hands out ranges in the order it sees nodes, and this
-	// order makes kwok-node-i's range 10.244.i.0/24.
-	names := []string{controlPlane}
-	for i := 1; i <= cfg.nodes; i++ {
-		names = append(names, workerPrefix+strconv.Itoa(i))
-	}
+	names := c.nodes
 	for i, name := range names {
-		err := poll("node "+name+" with a pod CIDR", func() (bool, error) {
-			n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				_, err = client.CoreV1().Nodes().Create(ctx, newNode(name, i), metav1.CreateOptions{})
-				return false, err
-			}
-			return err == nil && n.Spec.PodCIDR != "", err
+		err := poll("node "+name, func() (bool, error) {
+			_, err := client.CoreV1().Nodes().Create(ctx, newNode(name, i), metav1.CreateOptions{})
+			return err == nil || apierrors.IsAlreadyExists(err), err
 		})
 		if err != nil {
 			return err
@@ -379,8 +394,17 @@ func (c *cluster) waitReady(ctx context.Context, stopCh <-chan struct{}, apiErr 
 		if err != nil {
 			return err
 		}
+		// A Lease exists only once this kwok took the node on (the
+		// previous ones were deleted before it started).
+		err = poll("kwok holding the lease of node "+name, func() (bool, error) {
+			_, err := client.CoordinationV1().Leases(core.NamespaceNodeLease).Get(ctx, name, metav1.GetOptions{})
+			return err == nil, err
+		})
+		if err != nil {
+			return err
+		}
 	}
-	err = poll("the default ServiceAccount", func() (bool, error) {
+	err := poll("the default ServiceAccount", func() (bool, error) {
 		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, err
 	})
@@ -426,9 +450,17 @@ func nodeUsable(n *core.Node) bool {
 }
 
 // newNode is node i (0 the control plane) as a kubelet would register it,
-// marked for kwok. kwok fills in its status; the node-ipam controller its
-// pod CIDR.
+// marked for kwok, which fills in its status.
+//
+// Its pod CIDR, 10.244.i.0/24, is set here rather than left to the
+// node-ipam controller, which only records it (it hands out ranges to the
+// nodes others add). Left to itself the controller gives ranges in the
+// order it happens to process nodes, and skips one whenever a node changes
+// (the node-lifecycle controller's taints, kwok's status) before the
+// controller sees its own update: kwok-node-2 would now and then get
+// 10.244.3.0/24.
 func newNode(name string, i int) *core.Node {
+	cidr := fmt.Sprintf("10.244.%d.0/24", i)
 	n := &core.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name,
@@ -444,6 +476,7 @@ func newNode(name string, i int) *core.Node {
 				"node.alpha.kubernetes.io/ttl": "0",
 			},
 		},
+		Spec: core.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
 	}
 	if name == controlPlane {
 		n.Labels[controlPlaneKey] = ""

@@ -12,9 +12,11 @@
 //     has its own flags, feature gates and metrics registries) and kwok
 //     (-kwok, a separate binary) simulating the kubelets of a tainted
 //     control-plane node and -nodes worker nodes, kwok-node-1 to
-//     kwok-node-N. The node-ipam controller gives node i the pod CIDR
-//     10.244.i.0/24 and kwok gives pods addresses from their node's range,
-//     so pods look like the ones of a kind cluster (10.244.1.1, ...).
+//     kwok-node-N. Node i has the pod CIDR 10.244.i.0/24 (set when
+//     kube-testenv registers it; the node-ipam controller records it and
+//     gives ranges to nodes added later) and kwok gives pods addresses
+//     from their node's range, so pods look like the ones of a kind
+//     cluster: 10.244.1.1 on kwok-node-1, and so on.
 //
 // When the cluster is ready it prints exactly one line on stdout: the
 // absolute path of an admin kubeconfig. Everything else (including the
@@ -57,6 +59,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -329,7 +332,10 @@ func run() int {
 	var cl *cluster
 	if *clusterMode {
 		cc.dir, cc.ports, cc.kubeconfig, cc.verbosity = stateDir, p, adminPath, *verbosity
-		cl = startCluster(cc)
+		if cl, err = startCluster(cc); err != nil {
+			etcd.Close()
+			return fail("starting the cluster: %v", err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), *readyTimeout-apiReady)
 		err := cl.waitReady(ctx, stopCh, apiErr)
 		cancel()
@@ -453,7 +459,28 @@ func loadPorts(dir string, apiPort int, clusterMode bool) (ports, error) {
 	return p, writeFileAtomic(path, append(b, '\n'), 0o600)
 }
 
+// freePort returns a port free on 127.0.0.1, taken below the kernel's
+// ephemeral range when it can: a restart must be able to listen on the
+// recorded ports again, and a port of the ephemeral range may meanwhile be
+// the local end of some connection (to the API server, say).
 func freePort() (int, error) {
+	low := 32768 // the usual start of net.ipv4.ip_local_port_range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	if low > 11000 {
+		for range 100 {
+			port := 10000 + mathrand.IntN(low-11000) // 10000 up to 1000 below the range
+			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+				l.Close()
+				return port, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

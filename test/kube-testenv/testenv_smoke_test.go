@@ -32,17 +32,29 @@ type testenv struct {
 
 func buildTestenv(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("../testenv.sh").Output()
+	return build(t, "kube-testenv")[0]
+}
+
+// build runs testenv.sh for the binaries named and returns their paths.
+func build(t *testing.T, names ...string) []string {
+	t.Helper()
+	cmd := exec.Command("../testenv.sh", names...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("testenv.sh: %v", err)
 	}
-	return strings.TrimSpace(string(out))
+	paths := strings.Fields(string(out))
+	if len(paths) != len(names) {
+		t.Fatalf("testenv.sh %v printed %q", names, out)
+	}
+	return paths
 }
 
-func startTestenv(t *testing.T, bin, dir string) (*testenv, time.Duration) {
+func startTestenv(t *testing.T, bin, dir string, args ...string) (*testenv, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	cmd := exec.Command(bin, "-dir", dir)
+	cmd := exec.Command(bin, append([]string{"-dir", dir}, args...)...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
