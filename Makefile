@@ -49,8 +49,11 @@ fuzz-ci:
 # controller-manager, scheduler, kwok nodes; binaries built once by
 # test/testenv.sh and cached in ~/.cache/headless), builds and runs
 # cmd/coredns, and queries it with miekg/dns, dig, Go's resolver and grpc-go.
+# The cluster's binaries are built first, so that a cold build shows its
+# progress (go test holds a package's output until it ends).
 e2e:
 	@echo "== end-to-end tests"
+	@bash test/testenv.sh all >/dev/null
 	cd test && $(GO) test -count=1 -v -timeout 20m ./...
 
 # One table: headless vs the kubernetes plugin vs whoami, same binary, same
