@@ -151,7 +151,11 @@ func (a *apiServerHealth) trouble(resource string, err any) {
 		return
 	}
 	if e, ok := err.(error); ok && apierrors.IsForbidden(e) {
-		log.Errorf("missing permission: %v (the plugin needs list and watch on services, and on endpointslices in API group discovery.k8s.io; see the README's Permissions)", e)
+		log.Errorf("missing permission: %v (the plugin needs list and watch on services, on endpointslices in API group discovery.k8s.io, and with multicluster on serviceimports in multicluster.x-k8s.io; see the README's Permissions)", e)
+		return
+	}
+	if e, ok := err.(error); ok && apierrors.IsNotFound(e) && resource == "serviceimports" {
+		log.Errorf("multicluster: the API server serves no ServiceImports (multicluster.x-k8s.io/v1alpha1): install the Multi-Cluster Services API's CRDs, or remove the multicluster option (%v)", e)
 		return
 	}
 	log.Warningf("watching %s: %v (answering from the last known state while retrying)", resource, err)

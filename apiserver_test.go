@@ -21,7 +21,7 @@ func TestAnUnreachableAPIServerIsCountedAndNeverSynced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHeadless(cfg, client)
+	h := newHeadless(cfg, client, nil)
 	before := testutil.ToFloat64(watchErrors.WithLabelValues("services"))
 	if err := h.start(); err != nil {
 		t.Fatal(err)

@@ -27,6 +27,10 @@ type buildOptions struct {
 	podNames        bool     // endpoint_pod_names
 	ptrHostnameOnly bool     // ptr_hostname_only
 	zonal           bool     // zonal
+	// clusterset: the slices are a ServiceImport's, and each endpoint is
+	// named <hostname>.<cluster id> after the cluster its slice comes from
+	// (the Multi-Cluster Services DNS specification).
+	clusterset bool
 }
 
 // serviceData is one headless service's answer set: everything it
@@ -47,6 +51,9 @@ type serviceData struct {
 	// noPTR marks, with ptr_hostname_only, the pods whose name is no
 	// endpoint's hostname: their addresses get no PTR from them.
 	noPTR bitset
+	// clusters are, for a ServiceImport, the clusters its endpoints are
+	// in: <cluster id>.<service>... are empty non-terminals.
+	clusters []string
 	// fqdns[i*zones+z] is pods[i]'s complete name in forward zone z:
 	// SRV targets, glue owners and (zone 0) PTR targets share them.
 	fqdns []string
@@ -143,7 +150,16 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 	if opts.zonal {
 		zoneHosts = map[string]map[string][]netip.Addr{}
 	}
+	var clusters []string
 	for _, slice := range endpointSlices {
+		cluster := ""
+		if opts.clusterset {
+			// A slice that names no cluster, or one no DNS label can
+			// hold, has no names to give its endpoints.
+			if cluster = strings.ToLower(slice.Labels[sourceClusterLabel]); !isLabel(cluster) {
+				continue
+			}
+		}
 		var want func(netip.Addr) bool
 		switch slice.AddressType {
 		case discovery.AddressTypeIPv4:
@@ -174,6 +190,12 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 					continue
 				}
 				host, isHostname := endpointLabel(ep, ip, opts.podNames)
+				if cluster != "" {
+					host += "." + cluster
+					if !slices.Contains(clusters, cluster) {
+						clusters = append(clusters, cluster)
+					}
+				}
 				if isHostname {
 					named[host] = true
 				}
@@ -217,6 +239,8 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 
 	zones := opts.zones
 	sd := &serviceData{rel: svc.name + "." + svc.namespace + ".svc", zones: len(zones)}
+	slices.Sort(clusters)
+	sd.clusters = clusters
 	// Every address once, in one backing array; pods' sets point into it.
 	slices.SortFunc(serviceIPs, netip.Addr.Compare) // IPv4 first
 	raw := make([]byte, 0, 16*len(serviceIPs))

@@ -203,7 +203,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("endpoint %q", cfg.endpoint)
 		}
 		// A plugin built from it answers without panicking.
-		h := newHeadless(cfg, client)
+		h := newHeadless(cfg, client, nil)
 		h.synced.Store(true)
 		h.Next = test.NextHandler(dns.RcodeNameError, nil)
 		for _, z := range h.zones {

@@ -2,7 +2,6 @@ package headless
 
 import (
 	"context"
-	"slices"
 
 	"github.com/coredns/coredns/plugin"
 	"github.com/coredns/coredns/request"
@@ -51,7 +50,9 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 	case at != notApex:
 		found = true
 	case !apex.forward:
-		ptr, found = h.index.lookupReverse(qname)
+		ptr, found = h.lookupReverse(qname)
+	case apex.clusterset:
+		e, found = h.clusterset.lookup(rel)
 	default:
 		e, found = h.index.lookup(rel)
 		if !found && h.cfg.zonal {
@@ -93,8 +94,7 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		m.Answer, m.Extra = rp.addresses(qtype, e.addresses(), owner, addrTTL)
 	case qtype == dns.TypeSRV:
 		if sd, targets := e.srv(); len(targets) > 0 {
-			z := slices.Index(h.cfg.forwardZones, zone)
-			m.Answer, m.Extra = rp.srv(sd, targets, z, owner, ttl.srv, ttl.pod)
+			m.Answer, m.Extra = rp.srv(sd, targets, apex.position, owner, ttl.srv, ttl.pod)
 		}
 	case qtype == dns.TypePTR:
 		var one [1]string
@@ -113,4 +113,18 @@ func (h *Headless) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Ms
 		log.Debugf("writing reply to %s: %v", state.IP(), err)
 	}
 	return dns.RcodeSuccess, nil
+}
+
+// lookupReverse finds a reverse name among the cluster's PTRs, then, for an
+// address with none, among the ServiceImports': an address has the PTRs of
+// its cluster-local names when it has any (the Multi-Cluster Services DNS
+// specification, 2.4.3).
+func (h *Headless) lookupReverse(name string) (ptrEntry, bool) {
+	ptr, found := h.index.lookupReverse(name)
+	if h.clusterset != nil && !ptr.exists() {
+		if imported, ok := h.clusterset.lookupReverse(name); ok {
+			return imported, true
+		}
+	}
+	return ptr, found
 }

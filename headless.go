@@ -21,6 +21,7 @@ import (
 	"github.com/coredns/coredns/plugin/transfer"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 )
 
 // Headless is the plugin: the published index, the informers that feed it,
@@ -34,25 +35,28 @@ type Headless struct {
 	serverAddrs addrSet               // this server's addresses, for ns.dns.<zone>; set before it serves
 	peers       []transfer.Transferer // plugins behind this one whose transfers join this one's
 	xfr         *transfer.Transfer    // the server block's transfer plugin, to send NOTIFY through
-	index       *index
+	index       *index                // the cluster's headless Services
+	clusterset  *index                // with multicluster: headless ServiceImports
 	watcher     *watcher
 	health      *apiServerHealth
 	synced      atomic.Bool
 	cancel      context.CancelFunc
 }
 
-func newHeadless(cfg *config, client kubernetes.Interface) *Headless {
+// newHeadless makes the plugin of a config; imports is the Multi-Cluster
+// Services client, nil without the multicluster option.
+func newHeadless(cfg *config, client kubernetes.Interface, imports mcsclient.Interface) *Headless {
 	h := &Headless{
 		cfg:    cfg,
 		zones:  append(slices.Clone(cfg.forwardZones), cfg.reverseZones...),
+		apexes: newApexes(cfg),
 		index:  newIndex(),
 		health: newAPIServerHealth(),
 	}
-	h.apexes = make(map[string]apex, len(h.zones))
-	for _, z := range h.zones {
-		h.apexes[z] = newApex(z, !slices.Contains(cfg.reverseZones, z))
+	if len(cfg.clustersetZones) > 0 {
+		h.clusterset = newIndex()
 	}
-	h.watcher = newWatcher(client, h.index, cfg, h.health)
+	h.watcher = newWatcher(client, imports, h.index, h.clusterset, cfg, h.health)
 	return h
 }
 

@@ -5,6 +5,10 @@ import (
 	"testing"
 	"time"
 
+	mcs "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+	mcsfake "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned/fake"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/watch"
@@ -23,16 +27,32 @@ import (
 )
 
 // newTestPlugin parses corefile and runs the plugin's informers against a
-// fake clientset holding objects, returning once the index is synced.
+// fake clientset holding objects (and with multicluster, a fake MCS
+// clientset holding the ServiceImports among them), returning once the
+// index is synced.
 func newTestPlugin(t testing.TB, corefile string, objects ...runtime.Object) (*Headless, *fake.Clientset) {
 	t.Helper()
 	cfg, err := parse(testController(corefile))
 	if err != nil {
 		t.Fatalf("parse %q: %v", corefile, err)
 	}
-	client := fake.NewClientset(objects...)
-	client.PrependWatchReactor("*", watchWithLabelSelector(client))
-	h := newHeadless(cfg, client)
+	var core, imports []runtime.Object
+	for _, obj := range objects {
+		if _, ok := obj.(*mcs.ServiceImport); ok {
+			imports = append(imports, obj)
+		} else {
+			core = append(core, obj)
+		}
+	}
+	client := fake.NewClientset(core...)
+	client.PrependWatchReactor("*", watchWithLabelSelector(client.Tracker()))
+	var mcsClient mcsclient.Interface
+	if len(cfg.clustersetZones) > 0 {
+		mcsFake := mcsfake.NewSimpleClientset(imports...)
+		mcsFake.PrependWatchReactor("*", watchWithLabelSelector(mcsFake.Tracker()))
+		mcsClient = listThenWatch{mcsFake}
+	}
+	h := newHeadless(cfg, client, mcsClient)
 	h.Next = test.NextHandler(dns.RcodeNameError, nil) // stands for the next plugin
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -190,7 +210,7 @@ func (ix *index) reverseNames() []string {
 // label selector as the API server does: an object appears to a watch
 // (ADDED) when it comes to match, and leaves it (DELETED) when it stops
 // matching. The fake lists filter by label already; its watches do not.
-func watchWithLabelSelector(client *fake.Clientset) k8stesting.WatchReactionFunc {
+func watchWithLabelSelector(tracker k8stesting.ObjectTracker) k8stesting.WatchReactionFunc {
 	return func(action k8stesting.Action) (bool, watch.Interface, error) {
 		w, ok := action.(k8stesting.WatchActionImpl)
 		if !ok {
@@ -200,7 +220,7 @@ func watchWithLabelSelector(client *fake.Clientset) k8stesting.WatchReactionFunc
 		if selector == nil || selector.Empty() {
 			return false, nil, nil
 		}
-		raw, err := client.Tracker().Watch(action.GetResource(), action.GetNamespace(), w.ListOptions)
+		raw, err := tracker.Watch(action.GetResource(), action.GetNamespace(), w.ListOptions)
 		if err != nil {
 			return true, nil, err
 		}
@@ -227,3 +247,10 @@ func watchWithLabelSelector(client *fake.Clientset) k8stesting.WatchReactionFunc
 		}), nil
 	}
 }
+
+// listThenWatch tells the reflector that a fake clientset generated before
+// streaming lists existed cannot stream one, as client-go's own fake says
+// of itself.
+type listThenWatch struct{ *mcsfake.Clientset }
+
+func (listThenWatch) IsWatchListSemanticsUnSupported() bool { return true }

@@ -96,6 +96,9 @@ func (e ptrEntry) targets(one *[1]string) []string {
 	return nil
 }
 
+// exists tells an address's entry from none.
+func (e ptrEntry) exists() bool { return e.svc != nil || e.shared != nil }
+
 // owners returns who holds the entry's address.
 func (e ptrEntry) owners() []ptrOwner {
 	switch {
@@ -247,6 +250,11 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 	}
 	for i := range sd.pods {
 		if !yield(sd.pods[i].rel, entry{svc: sd, kind: podName, i: int32(i)}) {
+			return
+		}
+	}
+	for _, cluster := range sd.clusters {
+		if !yield(cluster+"."+sd.rel, entry{kind: emptyNonTerminal}) {
 			return
 		}
 	}

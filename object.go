@@ -8,6 +8,7 @@ import (
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
+	mcs "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 )
 
 // The first step of the flow: what the informers keep of each API object.
@@ -20,6 +21,12 @@ const (
 	managedByLabel    = "endpointslice.kubernetes.io/managed-by"
 	controllerManager = "endpointslice-controller.k8s.io"
 	triggerTimeKey    = "endpoints.kubernetes.io/last-change-trigger-time"
+
+	// The labels of the EndpointSlices a Multi-Cluster Services
+	// implementation imports: the ServiceImport, and the cluster the
+	// endpoints are in.
+	importedServiceLabel = mcs.LabelServiceName
+	sourceClusterLabel   = mcs.LabelSourceCluster
 )
 
 var (
@@ -48,6 +55,18 @@ func slimService(obj any) (any, error) {
 	return slim, nil
 }
 
+// slimServiceImport keeps of a ServiceImport only whether it is headless.
+func slimServiceImport(obj any) (any, error) {
+	s, ok := obj.(*mcs.ServiceImport)
+	if !ok {
+		return obj, nil
+	}
+	return &mcs.ServiceImport{
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion},
+		Spec:       mcs.ServiceImportSpec{Type: s.Spec.Type},
+	}, nil
+}
+
 // slimSlice returns the transform that keeps of an EndpointSlice only what
 // build reads: no managedFields, hints, owner references or other
 // annotations; the pod an endpoint names only with endpoint_pod_names, its
@@ -67,8 +86,13 @@ func slimSlice(opts buildOptions) cache.TransformFunc {
 			Ports:       s.Ports,
 			Endpoints:   make([]discovery.Endpoint, len(s.Endpoints)),
 		}
-		if name, ok := s.Labels[discovery.LabelServiceName]; ok {
-			out.Labels = map[string]string{discovery.LabelServiceName: name}
+		for _, key := range []string{discovery.LabelServiceName, importedServiceLabel, sourceClusterLabel} {
+			if value, ok := s.Labels[key]; ok {
+				if out.Labels == nil {
+					out.Labels = map[string]string{}
+				}
+				out.Labels[key] = value
+			}
 		}
 		if t, ok := s.Annotations[triggerTimeKey]; ok {
 			out.Annotations = map[string]string{triggerTimeKey: t}
@@ -107,7 +131,13 @@ func (in *interned) get(s string) *string {
 
 // serviceKeyOf returns "namespace/service" of a slice (possibly a deleted
 // one's tombstone), or "" when it names no service.
-func serviceKeyOf(obj any) string {
+func serviceKeyOf(obj any) string { return sliceOwnerKey(obj, discovery.LabelServiceName) }
+
+// importKeyOf returns "namespace/service" of the ServiceImport an imported
+// slice belongs to, or "".
+func importKeyOf(obj any) string { return sliceOwnerKey(obj, importedServiceLabel) }
+
+func sliceOwnerKey(obj any, label string) string {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
@@ -115,7 +145,7 @@ func serviceKeyOf(obj any) string {
 	if !ok || s == nil {
 		return ""
 	}
-	name := s.Labels[discovery.LabelServiceName]
+	name := s.Labels[label]
 	if name == "" {
 		return ""
 	}

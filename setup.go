@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 )
 
 const pluginName = "headless"
@@ -63,6 +64,7 @@ type config struct {
 	podNames        bool     // endpoint_pod_names
 	ptrHostnameOnly bool     // ptr_hostname_only
 	zonal           bool     // zonal
+	clustersetZones []string // multicluster: forward zones that answer for ServiceImports
 	ttl             ttls
 	ttlKinds        map[string]bool // kinds given their own ttl line
 	startupTimeout  time.Duration
@@ -82,7 +84,13 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(pluginName, fmt.Errorf("kubernetes client: %w", err))
 	}
-	h := newHeadless(cfg, client)
+	var imports mcsclient.Interface
+	if len(cfg.clustersetZones) > 0 {
+		if imports, err = mcsclient.NewForConfig(restConfig); err != nil {
+			return plugin.Error(pluginName, fmt.Errorf("multicluster client: %w", err))
+		}
+	}
+	h := newHeadless(cfg, client, imports)
 	c.OnStartup(func() error {
 		// Every plugin of the server block is set up by now.
 		server := dnsserver.GetConfig(c)
@@ -131,6 +139,9 @@ func parse(c *caddy.Controller) (*config, error) {
 				return nil, err
 			}
 		}
+	}
+	if len(cfg.clustersetZones) > 0 && len(cfg.clusterZones()) == 0 {
+		return nil, c.Errf("multicluster: %v leaves no forward zone for the cluster's own services, which PTR records point to", cfg.clustersetZones)
 	}
 	return cfg, nil
 }
@@ -254,6 +265,25 @@ func (cfg *config) parseOption(c *caddy.Controller, option string, args []string
 		}
 		cfg.startupTimeout = d
 
+	case "multicluster":
+		if len(args) == 0 {
+			return c.Errf("multicluster: want the clusterset zones, such as clusterset.local")
+		}
+		for _, arg := range args {
+			if !validZone(arg) {
+				return c.Errf("multicluster: zone %q is not a valid domain name", arg)
+			}
+			for _, z := range plugin.Host(arg).NormalizeExact() {
+				z = strings.ToLower(z)
+				if !slices.Contains(cfg.forwardZones, z) {
+					return c.Errf("multicluster: zone %q is not one of the plugin's forward zones %v", z, cfg.forwardZones)
+				}
+				if !slices.Contains(cfg.clustersetZones, z) {
+					cfg.clustersetZones = append(cfg.clustersetZones, z)
+				}
+			}
+		}
+
 	case "fallthrough":
 		for _, z := range args {
 			if !validZone(z) {
@@ -312,9 +342,21 @@ func (cfg *config) parseTTL(c *caddy.Controller, args []string) error {
 	return nil
 }
 
+// clusterZones are the forward zones that answer for the cluster's own
+// Services: all but the multicluster ones.
+func (cfg *config) clusterZones() []string {
+	return slices.DeleteFunc(slices.Clone(cfg.forwardZones), func(z string) bool { return slices.Contains(cfg.clustersetZones, z) })
+}
+
 // buildOptions are the options that shape each service's answer set.
 func (cfg *config) buildOptions() buildOptions {
-	return buildOptions{zones: cfg.forwardZones, podNames: cfg.podNames, ptrHostnameOnly: cfg.ptrHostnameOnly, zonal: cfg.zonal}
+	return buildOptions{zones: cfg.clusterZones(), podNames: cfg.podNames, ptrHostnameOnly: cfg.ptrHostnameOnly, zonal: cfg.zonal}
+}
+
+// importOptions are the options that shape each ServiceImport's answer
+// set. Zone-scoped names are not defined for them.
+func (cfg *config) importOptions() buildOptions {
+	return buildOptions{zones: cfg.clustersetZones, podNames: cfg.podNames, ptrHostnameOnly: cfg.ptrHostnameOnly, clusterset: true}
 }
 
 func (cfg *config) kubeconfigClientConfig() clientcmd.ClientConfig {

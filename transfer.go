@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -55,6 +56,9 @@ func transferPeers(handlers []plugin.Handler, self plugin.Handler) []transfer.Tr
 // transfer peers that have one.
 func (h *Headless) serial(zone string) uint32 {
 	serial := h.index.soaSerial()
+	if h.clusterset != nil {
+		serial += h.clusterset.soaSerial()
+	}
 	for _, p := range h.peers {
 		if s, ok := p.(serialSource); ok {
 			serial += s.Serial(request.Request{Zone: zone})
@@ -90,7 +94,7 @@ func (h *Headless) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 		}
 		ch <- []dns.RR{soa}
 		ch <- apexRecords(apex, h.serverAddrs, ttl)
-		owned := h.transferIndex(zone, apex.forward, ch)
+		owned := h.transferIndex(apex, ch)
 		for _, p := range h.peers {
 			h.transferPeer(p, zone, owned, ch)
 		}
@@ -110,13 +114,28 @@ func apexRecords(apex apex, server addrSet, ttl ttls) []dns.RR {
 	return rrs
 }
 
-// transferIndex sends the index's records in zone, one service (or, in a
-// reverse zone, one address) at a time, and returns the names they own.
-func (h *Headless) transferIndex(zone string, forward bool, ch chan<- []dns.RR) map[string]bool {
-	services, ptrs := h.index.snapshot()
+// transferIndex sends the records of the zone whose apex is apex, one
+// service (or, in a reverse zone, one address) at a time, and returns the
+// names they own.
+func (h *Headless) transferIndex(apex apex, ch chan<- []dns.RR) map[string]bool {
+	zone := apex.zone
 	owned := map[string]bool{}
 	ttl := h.cfg.ttl
-	if !forward {
+	if !apex.forward {
+		_, ptrs := h.index.snapshot()
+		if h.clusterset != nil {
+			// An address with cluster-local PTRs has those alone.
+			local := make(map[netip.Addr]bool, len(ptrs))
+			for _, p := range ptrs {
+				local[p.ip] = true
+			}
+			_, imported := h.clusterset.snapshot()
+			for _, p := range imported {
+				if !local[p.ip] {
+					ptrs = append(ptrs, p)
+				}
+			}
+		}
 		slices.SortFunc(ptrs, func(a, b addressPTR) int { return a.ip.Compare(b.ip) })
 		for _, p := range ptrs {
 			name := reverseName(p.ip)
@@ -128,7 +147,11 @@ func (h *Headless) transferIndex(zone string, forward bool, ch chan<- []dns.RR) 
 		}
 		return owned
 	}
-	z := slices.Index(h.cfg.forwardZones, zone)
+	ix := h.index
+	if apex.clusterset {
+		ix = h.clusterset
+	}
+	services, _ := ix.snapshot()
 	slices.SortFunc(services, func(a, b *serviceData) int { return cmp.Compare(a.rel, b.rel) })
 	for _, sd := range services {
 		var rrs []dns.RR
@@ -146,7 +169,7 @@ func (h *Headless) transferIndex(zone string, forward bool, ch chan<- []dns.RR) 
 			rrs = appendA(rrs, addrs.a(), name, addrTTL)
 			rrs = appendAAAA(rrs, addrs.aaaa(), name, addrTTL)
 			if sd, targets := e.srv(); len(targets) > 0 {
-				srv, _ := (&reply{}).srv(sd, targets, z, name, ttl.srv, ttl.pod)
+				srv, _ := (&reply{}).srv(sd, targets, apex.position, name, ttl.srv, ttl.pod)
 				rrs = append(rrs, srv...) // the glue is the pods' own records, sent with them
 			}
 		}

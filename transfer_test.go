@@ -233,3 +233,31 @@ func transferFor(t *testing.T, stanza string) (*transfer.Transfer, error) {
 func dnsserverPlugin(c *caddy.Controller) plugin.Handler {
 	return dnsserver.GetConfig(c).Plugin[0](nil)
 }
+
+func TestTransferOfAClustersetZone(t *testing.T) {
+	h, _ := newTestPlugin(t, "headless cluster.local clusterset.local in-addr.arpa {\n multicluster clusterset.local\n}", clustersetWorld()...)
+	got := collect(t, h, "clusterset.local.", 0)
+	for _, want := range []string{
+		"db-0.cluster-b.db.prod.svc.clusterset.local. 5 IN A 10.2.0.1",
+		"_pg._tcp.db.prod.svc.clusterset.local. 5 IN SRV 0 25 5432 db-0.cluster-a.db.prod.svc.clusterset.local.",
+		`dns-version.clusterset.local. 28800 IN TXT "1.0.0"`,
+	} {
+		if !slices.Contains(got, want) {
+			t.Errorf("missing %s:\n%s", want, strings.Join(got, "\n"))
+		}
+	}
+	reverse := collect(t, h, "in-addr.arpa.", 0)
+	for _, want := range []string{
+		"1.0.1.10.in-addr.arpa. 5 IN PTR db-0.db.prod.svc.cluster.local.",
+		"1.0.2.10.in-addr.arpa. 5 IN PTR db-0.cluster-b.db.prod.svc.clusterset.local.",
+	} {
+		if !slices.Contains(reverse, want) {
+			t.Errorf("missing %s:\n%s", want, strings.Join(reverse, "\n"))
+		}
+	}
+	for _, rr := range reverse {
+		if strings.HasPrefix(rr, "1.0.1.10.in-addr.arpa.") && strings.Contains(rr, "clusterset") {
+			t.Errorf("an address with a cluster-local PTR has a clusterset one too: %s", rr)
+		}
+	}
+}

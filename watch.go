@@ -16,16 +16,21 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	mcs "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
+	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 )
 
-const byService = "service" // indexer of slices by "namespace/service"
+const byService = "service" // indexer of slices by "namespace/service" (or ServiceImport)
 
 // nsWatch is the informers of one namespace ("" for the whole cluster):
 // headless Services, and the two sorts of EndpointSlices that can belong to
 // one. Slices of ClusterIP Services, by far the most, are never listed.
+// With multicluster, also ServiceImports and the slices imported for them.
 type nsWatch struct {
 	services cache.SharedIndexInformer
 	slices   []cache.SharedIndexInformer
+	imports  cache.SharedIndexInformer // nil without multicluster
+	imported cache.SharedIndexInformer
 }
 
 // watcher feeds the index from the API server: when a Service or one of
@@ -34,6 +39,8 @@ type nsWatch struct {
 type watcher struct {
 	index      *index
 	opts       buildOptions
+	clusterset *index // with multicluster: ServiceImports' answer sets
+	importOpts buildOptions
 	health     *apiServerHealth
 	namespaces map[string]*nsWatch
 	synced     []cache.InformerSynced
@@ -44,10 +51,12 @@ type watcher struct {
 	rebuildMu sync.Mutex
 }
 
-func newWatcher(client kubernetes.Interface, ix *index, cfg *config, health *apiServerHealth) *watcher {
+func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, clusterset *index, cfg *config, health *apiServerHealth) *watcher {
 	w := &watcher{
 		index:      ix,
 		opts:       cfg.buildOptions(),
+		clusterset: clusterset,
+		importOpts: cfg.importOptions(),
 		health:     health,
 		namespaces: map[string]*nsWatch{},
 	}
@@ -78,7 +87,8 @@ func newWatcher(client kubernetes.Interface, ix *index, cfg *config, health *api
 		sliceClient := client.DiscoveryV1().EndpointSlices(ns)
 		for _, selector := range []string{
 			headlessLabel, // the controller's slices of headless Services
-			managedByLabel + "!=" + controllerManager + ",!" + headlessLabel, // hand-kept and mirrored
+			// Hand-kept and mirrored; not those imported for a ServiceImport.
+			managedByLabel + "!=" + controllerManager + ",!" + headlessLabel + ",!" + importedServiceLabel,
 		} {
 			nw.slices = append(nw.slices, w.informer(client, &cache.ListWatch{
 				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -102,9 +112,54 @@ func newWatcher(client kubernetes.Interface, ix *index, cfg *config, health *api
 					},
 				}))
 		}
+		if imports != nil {
+			w.watchImports(client, imports, ns, nw, cfg)
+		}
 		w.namespaces[ns] = nw
 	}
 	return w
+}
+
+// watchImports adds the informers of headless ServiceImports and their
+// imported slices in namespace ns.
+func (w *watcher) watchImports(client kubernetes.Interface, imports mcsclient.Interface, ns string, nw *nsWatch, cfg *config) {
+	serviceImports := imports.MulticlusterV1alpha1().ServiceImports(ns)
+	nw.imports = w.informer(imports, &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = cfg.labels
+			return untilReachable(ctx, w.health, "serviceimports", func() (runtime.Object, error) { return serviceImports.List(ctx, o) })
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = cfg.labels
+			return untilReachable(ctx, w.health, "serviceimports", func() (watch.Interface, error) { return serviceImports.Watch(ctx, o) })
+		},
+	}, &mcs.ServiceImport{}, slimServiceImport, nil, "serviceimports", cache.ResourceEventHandlerFuncs{
+		AddFunc:    w.importChanged,
+		UpdateFunc: func(_, obj any) { w.importChanged(obj) },
+		DeleteFunc: w.importChanged,
+	})
+	sliceClient := client.DiscoveryV1().EndpointSlices(ns)
+	nw.imported = w.informer(client, &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = importedServiceLabel
+			return untilReachable(ctx, w.health, "endpointslices", func() (runtime.Object, error) { return sliceClient.List(ctx, o) })
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = importedServiceLabel
+			return untilReachable(ctx, w.health, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
+		},
+	}, &discovery.EndpointSlice{}, slimSlice(w.importOpts), cache.Indexers{byService: importedSliceService}, "endpointslices",
+		cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) {
+				w.slicesHeld.Add(1)
+				w.importedSliceChanged(nil, obj)
+			},
+			UpdateFunc: w.importedSliceChanged,
+			DeleteFunc: func(obj any) {
+				w.slicesHeld.Add(-1)
+				w.importedSliceChanged(obj, nil)
+			},
+		})
 }
 
 // headlessServices limits a Service list or watch to headless Services
@@ -115,7 +170,7 @@ func headlessServices(o metav1.ListOptions, labelSelector string) metav1.ListOpt
 	return o
 }
 
-func (w *watcher) informer(client kubernetes.Interface, lw *cache.ListWatch, example runtime.Object, transform cache.TransformFunc,
+func (w *watcher) informer(client any, lw *cache.ListWatch, example runtime.Object, transform cache.TransformFunc,
 	indexers cache.Indexers, resource string, handler cache.ResourceEventHandler) cache.SharedIndexInformer {
 	// The wrapper tells the reflector when the client (a fake one) cannot
 	// stream its initial list.
@@ -135,6 +190,10 @@ func (w *watcher) run(ctx context.Context) {
 		go nw.services.RunWithContext(ctx)
 		for _, inf := range nw.slices {
 			go inf.RunWithContext(ctx)
+		}
+		if nw.imports != nil {
+			go nw.imports.RunWithContext(ctx)
+			go nw.imported.RunWithContext(ctx)
 		}
 	}
 }
@@ -214,6 +273,61 @@ func (w *watcher) rebuild(key string) *service {
 	return svc
 }
 
+func (w *watcher) importChanged(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		return
+	}
+	w.rebuildImport(key)
+}
+
+// importedSliceChanged rebuilds the ServiceImport(s) an imported slice
+// belongs (or belonged) to.
+func (w *watcher) importedSliceChanged(oldObj, newObj any) {
+	oldKey, newKey := importKeyOf(oldObj), importKeyOf(newObj)
+	if oldKey != "" && oldKey != newKey {
+		w.rebuildImport(oldKey)
+	}
+	if newKey != "" {
+		w.rebuildImport(newKey)
+	}
+}
+
+// rebuildImport is rebuild for a ServiceImport: its answer set in the
+// clusterset zones, from the slices imported for it.
+func (w *watcher) rebuildImport(key string) {
+	ns, name, _ := strings.Cut(key, "/")
+	nw := w.namespaces[ns]
+	if nw == nil {
+		nw = w.namespaces[metav1.NamespaceAll]
+	}
+	if nw == nil || nw.imports == nil {
+		return
+	}
+	w.rebuildMu.Lock()
+	defer w.rebuildMu.Unlock()
+	var svc *service
+	if obj, ok, _ := nw.imports.GetIndexer().GetByKey(key); ok {
+		if s, ok := obj.(*mcs.ServiceImport); ok && s.Spec.Type == mcs.Headless {
+			svc = &service{namespace: ns, name: name}
+		}
+	}
+	var sd *serviceData
+	if svc != nil {
+		objs, _ := nw.imported.GetIndexer().ByIndex(byService, key)
+		found := make([]*discovery.EndpointSlice, 0, len(objs))
+		for _, obj := range objs {
+			if s, ok := obj.(*discovery.EndpointSlice); ok {
+				found = append(found, s)
+			}
+		}
+		slices.SortFunc(found, func(a, b *discovery.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+		sd = build(svc, found, w.importOpts)
+	}
+	w.clusterset.publish(key, svc, sd)
+	lastChange.SetToCurrentTime()
+}
+
 // slicesOf returns the slices of the service keyed "namespace/name", by name.
 func (nw *nsWatch) slicesOf(key string) []*discovery.EndpointSlice {
 	var found []*discovery.EndpointSlice
@@ -234,6 +348,14 @@ func (nw *nsWatch) slicesOf(key string) []*discovery.EndpointSlice {
 // sliceService indexes a slice under the service it belongs to.
 func sliceService(obj any) ([]string, error) {
 	if key := serviceKeyOf(obj); key != "" {
+		return []string{key}, nil
+	}
+	return nil, nil
+}
+
+// importedSliceService indexes an imported slice under its ServiceImport.
+func importedSliceService(obj any) ([]string, error) {
+	if key := importKeyOf(obj); key != "" {
 		return []string{key}, nil
 	}
 	return nil, nil

@@ -62,17 +62,32 @@ const (
 type apex struct {
 	zone       string
 	forward    bool
+	clusterset bool   // a multicluster zone: names of ServiceImports
+	position   int    // a forward zone's place among the zones its answer sets name
 	nameserver string // ns.dns.<zone>
 	rname      string
 	version    string // the TXT record at dns-version.<zone>
 }
 
-func newApex(zone string, forward bool) apex {
-	return apex{
-		zone: zone, forward: forward, version: clusterSchemaVersion,
-		nameserver: dnsutil.Join(nameserverLabels, zone),
-		rname:      dnsutil.Join("hostmaster", zone),
+// newApexes describes the apex of each of the config's zones.
+func newApexes(cfg *config) map[string]apex {
+	apexes := map[string]apex{}
+	add := func(zone string, a apex) {
+		a.zone = zone
+		a.nameserver = dnsutil.Join(nameserverLabels, zone)
+		a.rname = dnsutil.Join("hostmaster", zone)
+		apexes[zone] = a
 	}
+	for i, z := range cfg.clusterZones() {
+		add(z, apex{forward: true, position: i, version: clusterSchemaVersion})
+	}
+	for i, z := range cfg.clustersetZones {
+		add(z, apex{forward: true, clusterset: true, position: i, version: clustersetSchemaVersion})
+	}
+	for _, z := range cfg.reverseZones {
+		add(z, apex{})
+	}
+	return apexes
 }
 
 // apexName says which of the apex's names a name is.
