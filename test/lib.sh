@@ -57,15 +57,16 @@ alive() {
 # stop_pid PID [SECONDS]: SIGTERM, up to SECONDS (default 10) to exit, then
 # SIGKILL; reaps it when it is our child.
 stop_pid() {
-	local pid="$1" limit="${2:-10}" i
+	local pid="$1" limit="${2:-10}" i name
 	if alive "$pid"; then
+		name="$(cat "/proc/$pid/comm" 2>/dev/null || echo "?")"
 		kill -TERM "$pid" 2>/dev/null || true
 		for ((i = 0; i < limit * 10; i++)); do
 			alive "$pid" || break
 			sleep 0.1
 		done
 		if alive "$pid"; then
-			note "pid $pid still there after ${limit}s: SIGKILL"
+			note "$name (pid $pid) still there ${limit}s after SIGTERM: SIGKILL"
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	fi
