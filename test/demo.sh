@@ -36,7 +36,7 @@ elif ! ensure_tools ip:iproute2 python3:python3; then
 	resolver_demo=0
 fi
 
-step "building the cluster's binaries: kube-testenv, kwok, kubectl (cached in ~/.cache/headless; the first build takes 10-15 minutes)"
+step "building the cluster's binaries: kube-testenv, kwok, kubectl (cached in ~/.cache/headless; the first build takes about 12 minutes on 2 cores)"
 mapfile -t built < <(bash "$root/test/testenv.sh" all || echo FAILED)
 if [[ ${#built[@]} -ne 3 || "${built[*]}" == *FAILED* ]]; then
 	note "building the cluster's binaries failed"

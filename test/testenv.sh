@@ -19,8 +19,9 @@
 #   kubectl-<hash>       hash of test/go.mod, test/go.sum, go version, ldflags
 #   kwok-<version>-<hash>  hash of go version
 # and rebuilt only when its hash changes (the three newest of each are kept).
-# Cold builds on 2 cores: kube-testenv about 9 minutes, kwok about 5, kubectl
-# about 3 once kube-testenv's packages are built.
+# Cold builds on 2 cores (measured with an empty Go build cache, modules
+# already downloaded): kube-testenv 9 minutes, kwok 2.5, kubectl 40 seconds
+# after kube-testenv (2.5 minutes alone); later runs find them in the cache.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
