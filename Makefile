@@ -5,7 +5,7 @@
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build demo test lint unit fuzz fuzz-ci e2e bench clean
+.PHONY: all build demo test deps lint unit fuzz fuzz-ci e2e bench clean
 
 all: build
 
@@ -15,7 +15,13 @@ build:
 demo:
 	@bash test/demo.sh
 
-test: lint unit fuzz-ci e2e
+test: deps lint unit fuzz-ci e2e
+
+# The Debian packages the tests use (installed when missing, as root): dig,
+# ip and netns, ISC BIND (the zone transfer test's secondary), busybox
+# (its nslookup), python3 (glibc's getaddrinfo, as the article calls it).
+deps:
+	@bash -c '. test/lib.sh && ensure_tools dig:dnsutils ip:iproute2 named:bind9 busybox:busybox python3:python3'
 
 lint:
 	@echo "== gofmt, go vet, staticcheck"
