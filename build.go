@@ -39,10 +39,13 @@ type buildOptions struct {
 // needs copies of its records anyway (see reply), so the query path makes
 // them straight from these addresses and names.
 type serviceData struct {
-	rel   string    // "web.default.svc", relative to the forward zones
-	addrs addrSet   // every ready address of the service
-	pods  []podData // by label
-	srv   []srvData // one per named port and protocol
+	rel   string  // "web.default.svc", relative to the forward zones
+	addrs addrSet // every ready address of the service, once, in the order of its pods
+	// podAddrs are the pods' addresses, pod after pod; the same arrays as
+	// addrs unless an address is under two names.
+	podAddrs addrSet
+	pods     []podData // by label
+	srv      []srvData // one per named port and protocol
 	// every (pod, port) of the service, named port or not, by pod then
 	// port: SRV at the service's name, and (one pod's run) at a pod's.
 	anyPort []srvTarget
@@ -60,21 +63,59 @@ type serviceData struct {
 	zones int
 }
 
-// addrSet is addresses as A and AAAA records carry them, sorted, IPv4
-// first. The addresses of a service share one backing array.
-type addrSet struct {
-	ips []net.IP
-	v4  int // ips[:v4] are IPv4, ips[v4:] IPv6
+// addrSet is addresses as A and AAAA records carry them: v4 holds four
+// bytes an address, v6 sixteen. Records take slices of them as their
+// net.IP, so that answers copy no address and a stored address costs its
+// bytes and nothing more.
+type addrSet struct{ v4, v6 []byte }
+
+func (s addrSet) len4() int        { return len(s.v4) / net.IPv4len }
+func (s addrSet) len6() int        { return len(s.v6) / net.IPv6len }
+func (s addrSet) count() int       { return s.len4() + s.len6() }
+func (s addrSet) ip4(i int) net.IP { return net.IP(s.v4[4*i : 4*i+4 : 4*i+4]) }
+func (s addrSet) ip6(i int) net.IP { return net.IP(s.v6[16*i : 16*i+16 : 16*i+16]) }
+
+// all calls yield with each address, IPv4 first.
+func (s addrSet) all(yield func(netip.Addr) bool) {
+	for i := range s.len4() {
+		if !yield(netip.AddrFrom4([4]byte(s.v4[4*i:]))) {
+			return
+		}
+	}
+	for i := range s.len6() {
+		if !yield(netip.AddrFrom16([16]byte(s.v6[16*i:]))) {
+			return
+		}
+	}
 }
 
-func (s addrSet) a() []net.IP    { return s.ips[:s.v4] }
-func (s addrSet) aaaa() []net.IP { return s.ips[s.v4:] }
+// addrSetOf lays ips out as an addrSet, in their order.
+func addrSetOf(ips []netip.Addr) addrSet {
+	var s addrSet
+	for _, ip := range ips {
+		s = s.add(ip)
+	}
+	return s
+}
+
+func (s addrSet) add(ip netip.Addr) addrSet {
+	if ip.Is4() {
+		b := ip.As4()
+		s.v4 = append(s.v4, b[:]...)
+	} else {
+		b := ip.As16()
+		s.v6 = append(s.v6, b[:]...)
+	}
+	return s
+}
 
 // podData is one name under the service: a pod's hostname, or an id made
-// from its address.
+// from its address. Its addresses are a run of the service's pod address
+// arrays.
 type podData struct {
-	rel   string // "web-0.web.default.svc"
-	addrs addrSet
+	rel        string // "web-0.web.default.svc"
+	off4, off6 uint32 // where its addresses start in podAddrs.v4 and .v6, in addresses
+	n4, n6     uint16
 }
 
 // srvData is one named port's SRV RRset, "_cql._tcp.web.default.svc".
@@ -111,6 +152,23 @@ func (b *bitset) add(i int32) {
 	(*b)[i/64] |= 1 << (i % 64)
 }
 
+// podAddrs returns the addresses of pods[i].
+func (sd *serviceData) podAddrSet(i int32) addrSet {
+	p := &sd.pods[i]
+	return addrSet{
+		v4: sd.podAddrs.v4[4*p.off4 : 4*(p.off4+uint32(p.n4)) : 4*(p.off4+uint32(p.n4))],
+		v6: sd.podAddrs.v6[16*p.off6 : 16*(p.off6+uint32(p.n6)) : 16*(p.off6+uint32(p.n6))],
+	}
+}
+
+// podIndex finds the pod named label (pods are sorted by label).
+func (sd *serviceData) podIndex(label string) (int32, bool) {
+	i, found := slices.BinarySearchFunc(sd.pods, label, func(p podData, label string) int {
+		return strings.Compare(p.rel[:len(p.rel)-len(sd.rel)-1], label)
+	})
+	return int32(i), found
+}
+
 // fqdn is pods[pod]'s complete name in forward zone z.
 func (sd *serviceData) fqdn(pod int32, z int) string { return sd.fqdns[int(pod)*sd.zones+z] }
 
@@ -128,7 +186,7 @@ func (sd *serviceData) podTargets(pod int32) []srvTarget {
 // build computes one service's answer set from its slices. It is a pure
 // function of its arguments; it returns nil when the service has no ready
 // endpoint, and then nothing under the service's name exists.
-func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOptions) *serviceData {
+func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *serviceData {
 	type target struct {
 		host string
 		port uint16
@@ -156,78 +214,57 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 		if opts.clusterset {
 			// A slice that names no cluster, or one no DNS label can
 			// hold, has no names to give its endpoints.
-			if cluster = strings.ToLower(slice.Labels[sourceClusterLabel]); !isLabel(cluster) {
+			if cluster = strings.ToLower(slice.cluster); !isLabel(cluster) {
 				continue
 			}
 		}
-		var want func(netip.Addr) bool
-		switch slice.AddressType {
-		case discovery.AddressTypeIPv4:
-			want = netip.Addr.Is4
-		case discovery.AddressTypeIPv6:
-			// An IPv4-mapped address (::ffff:10.0.0.1) is an IPv4 address,
-			// never an IPv6 endpoint: no AAAA, no ip6.arpa name for it.
-			want = func(ip netip.Addr) bool { return ip.Is6() && !ip.Is4In6() }
-		default: // FQDN and anything unknown have no place in A/AAAA answers
-			continue
-		}
-		ports := srvPorts(slice.Ports)
-		for i := range slice.Endpoints {
-			ep := &slice.Endpoints[i]
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+		for _, a := range slice.addresses {
+			if !a.ready() {
 				continue
 			}
-			zone := ""
-			if opts.zonal {
-				zone = topologyZone(ep.Zone)
+			ip := a.addr()
+			host := a.label
+			if host == "" {
+				host = ipLabel(ip)
 			}
-			for _, text := range ep.Addresses {
-				ip, err := netip.ParseAddr(text)
-				if slice.AddressType == discovery.AddressTypeIPv4 {
-					ip = ip.Unmap() // older API servers let ::ffff:10.0.0.1 into IPv4 slices
+			if cluster != "" {
+				host += "." + cluster
+				if !slices.Contains(clusters, cluster) {
+					clusters = append(clusters, cluster)
 				}
-				if err != nil || ip.Zone() != "" || !want(ip) {
-					continue
+			}
+			if a.flags&labelIsHostname != 0 {
+				named[host] = true
+			}
+			if !seenIP[ip] {
+				seenIP[ip] = true
+				serviceIPs = append(serviceIPs, ip)
+			}
+			if !slices.Contains(hosts[host], ip) {
+				hosts[host] = append(hosts[host], ip)
+			}
+			if a.zone != nil {
+				zone := *a.zone
+				if zoneHosts[zone] == nil {
+					zoneHosts[zone] = map[string][]netip.Addr{}
 				}
-				host, isHostname := endpointLabel(ep, ip, opts.podNames)
-				if cluster != "" {
-					host += "." + cluster
-					if !slices.Contains(clusters, cluster) {
-						clusters = append(clusters, cluster)
-					}
+				if !slices.Contains(zoneHosts[zone][host], ip) {
+					zoneHosts[zone][host] = append(zoneHosts[zone][host], ip)
 				}
-				if isHostname {
-					named[host] = true
+			}
+			for _, p := range slice.ports {
+				// Every port has SRV at the service and pod names
+				// (key {}); a named one also has its own RRset.
+				keys := [2]srvKey{{}, {p.name, p.proto}}
+				n := 2
+				if p.name == "" {
+					n = 1
 				}
-				if !seenIP[ip] {
-					seenIP[ip] = true
-					serviceIPs = append(serviceIPs, ip)
-				}
-				if !slices.Contains(hosts[host], ip) {
-					hosts[host] = append(hosts[host], ip)
-				}
-				if zone != "" {
-					if zoneHosts[zone] == nil {
-						zoneHosts[zone] = map[string][]netip.Addr{}
-					}
-					if !slices.Contains(zoneHosts[zone][host], ip) {
-						zoneHosts[zone][host] = append(zoneHosts[zone][host], ip)
-					}
-				}
-				for _, p := range ports {
-					// Every port has SRV at the service and pod names
-					// (key {}); a named one also has its own RRset.
-					keys := [2]srvKey{{}, {p.name, p.proto}}
-					n := 2
-					if p.name == "" {
-						n = 1
-					}
-					for _, key := range keys[:n] {
-						e := srvEntry{key, target{host, p.port}}
-						if !seenSRV[e] {
-							seenSRV[e] = true
-							srvTargets[key] = append(srvTargets[key], e.target)
-						}
+				for _, key := range keys[:n] {
+					e := srvEntry{key, target{host, p.port}}
+					if !seenSRV[e] {
+						seenSRV[e] = true
+						srvTargets[key] = append(srvTargets[key], e.target)
 					}
 				}
 			}
@@ -241,57 +278,51 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 	sd := &serviceData{rel: svc.name + "." + svc.namespace + ".svc", zones: len(zones)}
 	slices.Sort(clusters)
 	sd.clusters = clusters
-	// Every address once, in one backing array; pods' sets point into it.
-	slices.SortFunc(serviceIPs, netip.Addr.Compare) // IPv4 first
-	raw := make([]byte, 0, 16*len(serviceIPs))
-	wire := make(map[netip.Addr]net.IP, len(serviceIPs))
-	sd.addrs.ips = make([]net.IP, len(serviceIPs))
-	for i, ip := range serviceIPs {
-		if ip.Is4() {
-			b := ip.As4()
-			raw = append(raw, b[:]...)
-			sd.addrs.v4++
-			sd.addrs.ips[i] = net.IP(raw[len(raw)-4 : len(raw) : len(raw)])
-		} else {
-			b := ip.As16()
-			raw = append(raw, b[:]...)
-			sd.addrs.ips[i] = net.IP(raw[len(raw)-16 : len(raw) : len(raw)])
-		}
-		wire[ip] = sd.addrs.ips[i]
-	}
-	// wireSet makes an addrSet of ips, sorted, from the shared addresses.
-	wireSet := func(ips []netip.Addr, into []net.IP) ([]net.IP, addrSet) {
-		slices.SortFunc(ips, netip.Addr.Compare) // IPv4 first
-		start, v4 := len(into), 0
-		for _, ip := range ips {
-			into = append(into, wire[ip])
-			if ip.Is4() {
-				v4++
-			}
-		}
-		return into, addrSet{ips: into[start:len(into):len(into)], v4: v4}
-	}
-
 	labels := make([]string, 0, len(hosts))
-	podIPs := 0
-	for host, ips := range hosts {
+	for host := range hosts {
 		labels = append(labels, host)
-		podIPs += len(ips)
 	}
 	slices.Sort(labels)
 	sd.pods = make([]podData, len(labels))
 	sd.fqdns = make([]string, len(labels)*len(zones))
-	all := make([]net.IP, 0, podIPs) // the pods' address lists, end to end
+	// The pods' addresses, pod after pod, each pod's IPv4 first; the
+	// service's are the same, each once.
+	sd.podAddrs = addrSet{v4: make([]byte, 0, 4*len(serviceIPs)), v6: make([]byte, 0, 16*len(serviceIPs))}
+	shared := false // an address under two names
+	seen := make(map[netip.Addr]bool, len(serviceIPs))
 	for i, host := range labels {
-		var addrs addrSet
-		all, addrs = wireSet(hosts[host], all)
+		ips := hosts[host]
+		slices.SortFunc(ips, netip.Addr.Compare) // IPv4 first
+		p := &sd.pods[i]
+		p.off4, p.off6 = uint32(sd.podAddrs.len4()), uint32(sd.podAddrs.len6())
+		for _, ip := range ips {
+			sd.podAddrs = sd.podAddrs.add(ip)
+			if ip.Is4() {
+				p.n4++
+			} else {
+				p.n6++
+			}
+			shared = shared || seen[ip]
+			seen[ip] = true
+		}
 		for z, zone := range zones {
 			sd.fqdns[i*len(zones)+z] = dnsutil.Join(host, sd.rel, zone)
 		}
 		// The relative name is the start of the first complete name.
-		sd.pods[i] = podData{rel: sd.fqdns[i*len(zones)][:len(host)+1+len(sd.rel)], addrs: addrs}
+		p.rel = sd.fqdns[i*len(zones)][:len(host)+1+len(sd.rel)]
 		if opts.ptrHostnameOnly && !named[host] {
 			sd.noPTR.add(int32(i))
+		}
+	}
+	sd.addrs = sd.podAddrs
+	if shared {
+		sd.addrs = addrSet{}
+		clear(seen)
+		for ip := range sd.podAddrs.all {
+			if !seen[ip] {
+				seen[ip] = true
+				sd.addrs = sd.addrs.add(ip)
+			}
 		}
 	}
 	podIndex := func(host string) int32 {
@@ -320,6 +351,9 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 		sd.srv[j] = srvData{rel: "_" + k.name + "._" + k.proto + "." + sd.rel, targets: toTargets(srvTargets[k])}
 	}
 	sd.anyPort = toTargets(srvTargets[srvKey{}])
+	if len(sd.srv) == 1 && slices.Equal(sd.srv[0].targets, sd.anyPort) {
+		sd.anyPort = sd.srv[0].targets // one named port, the usual case: one array
+	}
 
 	if len(zoneHosts) > 0 {
 		names := slices.Sorted(maps.Keys(zoneHosts))
@@ -336,7 +370,8 @@ func build(svc *service, endpointSlices []*discovery.EndpointSlice, opts buildOp
 				}
 				pods = append(pods, podIndex(host))
 			}
-			_, set.addrs = wireSet(ips, nil)
+			slices.SortFunc(ips, netip.Addr.Compare)
+			set.addrs = addrSetOf(ips)
 			slices.Sort(pods)
 			for _, t := range sd.anyPort {
 				if _, in := slices.BinarySearch(pods, t.pod); in {
@@ -378,31 +413,9 @@ func srvPorts(ports []discovery.EndpointPort) []srvPort {
 	return out
 }
 
-// topologyZone returns an endpoint's topology zone as zonal names spell it
-// (lower case), or "" when it has none or one no DNS name can hold. Zone
-// values are label values (63 bytes of letters, digits, '-', '_' and '.'),
-// and a dot separates DNS labels, so an empty label ("a..b") is refused.
-func topologyZone(zone *string) string {
-	if zone == nil || *zone == "" || len(validation.IsValidLabelValue(*zone)) > 0 || strings.Contains(*zone, "..") {
-		return ""
-	}
-	return strings.ToLower(*zone)
-}
-
-// endpointLabel is the DNS label that names one endpoint address under its
-// service: its hostname; with endpoint_pod_names, its pod's name; else an
-// id made from the IP. isHostname tells the first case.
-func endpointLabel(ep *discovery.Endpoint, ip netip.Addr, podNames bool) (label string, isHostname bool) {
-	if ep.Hostname != nil && isLabel(*ep.Hostname) {
-		return *ep.Hostname, true
-	}
-	if podNames && ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && isLabel(ep.TargetRef.Name) {
-		return ep.TargetRef.Name, false
-	}
-	return ipLabel(ip), false
-}
-
 func isLabel(s string) bool { return len(validation.IsDNS1123Label(s)) == 0 }
+
+func isLabelValue(s string) bool { return len(validation.IsValidLabelValue(s)) == 0 }
 
 // ipLabel names an address as a DNS label: 10-244-1-5 for IPv4 (as CoreDNS
 // does), and the eight fully written groups joined by hyphens for IPv6, so

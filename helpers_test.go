@@ -2,6 +2,7 @@ package headless
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -197,8 +198,11 @@ func (ix *index) reverseNames() []string {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var names []string
-	for ip := range ix.ptr {
-		names = append(names, reverseName(ip))
+	for b := range ix.ptr4 {
+		names = append(names, reverseName(netip.AddrFrom4(b)))
+	}
+	for b := range ix.ptr6 {
+		names = append(names, reverseName(netip.AddrFrom16(b)))
 	}
 	for name := range ix.reverseENT {
 		names = append(names, name)

@@ -45,7 +45,7 @@ func (e entry) addresses() addrSet {
 	case serviceName:
 		return e.svc.addrs
 	case podName:
-		return e.svc.pods[e.i].addrs
+		return e.svc.podAddrSet(e.i)
 	case zonalName:
 		return e.svc.topology[e.i].addrs
 	}
@@ -134,7 +134,12 @@ type published struct {
 type index struct {
 	mu    sync.RWMutex
 	names map[string]entry // forward names relative to their zone, lower case
-	ptr   map[netip.Addr]ptrEntry
+	// The PTR entries by address, IPv4 ones keyed by four bytes: a map
+	// slot per endpoint address, so its size counts. An address of
+	// several holders has its merged set in ptrShared.
+	ptr4      map[[4]byte]ptrSlot
+	ptr6      map[[16]byte]ptrSlot
+	ptrShared map[netip.Addr]*ptrSet
 	// PTR names below each reverse empty non-terminal (244.10.in-addr.arpa.
 	// for 10.244.1.5): while any, it answers NODATA, not NXDOMAIN (RFC 8020).
 	reverseENT map[string]int
@@ -150,7 +155,9 @@ type index struct {
 func newIndex() *index {
 	return &index{
 		names:      map[string]entry{},
-		ptr:        map[netip.Addr]ptrEntry{},
+		ptr4:       map[[4]byte]ptrSlot{},
+		ptr6:       map[[16]byte]ptrSlot{},
+		ptrShared:  map[netip.Addr]*ptrSet{},
 		reverseENT: map[string]int{},
 		serial:     uint32(time.Now().Unix()),
 		services:   map[string]*published{},
@@ -162,8 +169,31 @@ func newIndex() *index {
 func (ix *index) lookup(rel string) (entry, bool) {
 	ix.mu.RLock()
 	e, ok := ix.names[rel]
+	if !ok {
+		e, ok = ix.lookupPod(rel)
+	}
 	ix.mu.RUnlock()
 	return e, ok
+}
+
+// lookupPod finds a pod's name, <label>.<service>.<namespace>.svc: pods are
+// not in names (a map slot per endpoint would cost more than the rest of
+// its data), so it finds the service, the last three labels, and the
+// label among its pods. In clusterset zones a label is <hostname>.<cluster>.
+// Callers hold mu.
+func (ix *index) lookupPod(rel string) (entry, bool) {
+	dot := len(rel)
+	for range 3 {
+		if dot = strings.LastIndexByte(rel[:dot], '.'); dot < 0 {
+			return entry{}, false
+		}
+	}
+	svc, ok := ix.names[rel[dot+1:]]
+	if !ok || svc.kind != serviceName {
+		return entry{}, false
+	}
+	i, found := svc.svc.podIndex(rel[:dot])
+	return entry{svc: svc.svc, kind: podName, i: i}, found
 }
 
 // lookupZonal answers a zone-scoped name whose zone holds no endpoint of
@@ -197,10 +227,54 @@ func (ix *index) lookupReverse(name string) (ptrEntry, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if isAddress {
-		e, ok := ix.ptr[ip]
-		return e, ok
+		return ix.getPTR(ip)
 	}
 	return ptrEntry{}, ix.reverseENT[name] > 0
+}
+
+// ptrSlot is what the PTR maps hold of an address: its one holder, or
+// pod -1 when ptrShared has its merged set.
+type ptrSlot struct {
+	svc *serviceData
+	pod int32
+}
+
+// getPTR returns the PTR entry of ip. Callers hold mu (or writeMu).
+func (ix *index) getPTR(ip netip.Addr) (ptrEntry, bool) {
+	var slot ptrSlot
+	var ok bool
+	if ip.Is4() {
+		slot, ok = ix.ptr4[ip.As4()]
+	} else {
+		slot, ok = ix.ptr6[ip.As16()]
+	}
+	switch {
+	case !ok:
+		return ptrEntry{}, false
+	case slot.pod < 0:
+		return ptrEntry{shared: ix.ptrShared[ip]}, true
+	}
+	return ptrEntry{svc: slot.svc, pod: slot.pod}, true
+}
+
+// setPTR stores (exists) or removes the PTR entry of ip. Callers hold mu.
+func (ix *index) setPTR(ip netip.Addr, e ptrEntry, exists bool) {
+	slot := ptrSlot{svc: e.svc, pod: e.pod}
+	delete(ix.ptrShared, ip)
+	if e.shared != nil {
+		slot = ptrSlot{pod: -1}
+		ix.ptrShared[ip] = e.shared
+	}
+	switch {
+	case ip.Is4() && exists:
+		ix.ptr4[ip.As4()] = slot
+	case ip.Is4():
+		delete(ix.ptr4, ip.As4())
+	case exists:
+		ix.ptr6[ip.As16()] = slot
+	default:
+		delete(ix.ptr6, ip.As16())
+	}
 }
 
 // addressPTR is one address's PTR entry.
@@ -220,8 +294,15 @@ func (ix *index) snapshot() ([]*serviceData, []addressPTR) {
 			services = append(services, e.svc)
 		}
 	}
-	ptrs := make([]addressPTR, 0, len(ix.ptr))
-	for ip, e := range ix.ptr {
+	ptrs := make([]addressPTR, 0, len(ix.ptr4)+len(ix.ptr6))
+	for b := range ix.ptr4 {
+		ip := netip.AddrFrom4(b)
+		e, _ := ix.getPTR(ip)
+		ptrs = append(ptrs, addressPTR{ip, e})
+	}
+	for b := range ix.ptr6 {
+		ip := netip.AddrFrom16(b)
+		e, _ := ix.getPTR(ip)
 		ptrs = append(ptrs, addressPTR{ip, e})
 	}
 	return services, ptrs
@@ -289,13 +370,12 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 // ptrPods returns, per address of sd, the pods whose names its PTR
 // records point at.
 func (sd *serviceData) ptrPods() map[netip.Addr][]int32 {
-	out := make(map[netip.Addr][]int32, len(sd.addrs.ips))
+	out := make(map[netip.Addr][]int32, sd.addrs.count())
 	for i := range sd.pods {
 		if sd.noPTR.has(int32(i)) {
 			continue
 		}
-		for _, wire := range sd.pods[i].addrs.ips {
-			ip, _ := netip.AddrFromSlice(wire)
+		for ip := range sd.podAddrSet(int32(i)).all {
 			out[ip] = append(out[ip], int32(i))
 		}
 	}
@@ -320,7 +400,7 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 	}
 
 	// PTR owners first: which addresses change, and to what. Only the
-	// holder of writeMu changes ix.ptr, so it may read it without mu.
+	// holder of writeMu changes the PTR maps, so it may read them without mu.
 	type ptrChange struct {
 		entry  ptrEntry
 		exists bool
@@ -340,7 +420,7 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 	}
 	for ip := range ptrChanges {
 		var owners []ptrOwner
-		if cur, ok := ix.ptr[ip]; ok {
+		if cur, ok := ix.getPTR(ip); ok {
 			owners = slices.DeleteFunc(slices.Clone(cur.owners()), func(o ptrOwner) bool { return old != nil && o.svc == old.data })
 		}
 		if pods, ok := newPods[ip]; ok {
@@ -357,14 +437,14 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 	if old != nil {
 		nsDelta[old.namespace]--
 		if old.data != nil {
-			ix.endpoints -= len(old.data.addrs.ips)
+			ix.endpoints -= old.data.addrs.count()
 		}
 		delete(ix.services, key)
 	}
 	if next != nil {
 		nsDelta[next.namespace]++
 		if sd != nil {
-			ix.endpoints += len(sd.addrs.ips)
+			ix.endpoints += sd.addrs.count()
 		}
 		ix.services[key] = next
 	}
@@ -386,8 +466,10 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	if old != nil && old.data != nil {
-		for name := range old.data.names {
-			delete(ix.names, name)
+		for name, e := range old.data.names {
+			if e.kind != podName {
+				delete(ix.names, name)
+			}
 		}
 	}
 	if sd != nil {
@@ -395,7 +477,10 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 			// A name that is both a service's _tcp and an SRV name of
 			// another cannot happen: labels starting with _ are not
 			// hostnames or service names. So the last write wins safely.
-			ix.names[name] = e
+			// Pods are found through their service (lookupPod).
+			if e.kind != podName {
+				ix.names[name] = e
+			}
 		}
 	}
 	for name, exists := range ents {
@@ -406,12 +491,8 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 		}
 	}
 	for ip, c := range ptrChanges {
-		_, had := ix.ptr[ip]
-		if c.exists {
-			ix.ptr[ip] = c.entry
-		} else {
-			delete(ix.ptr, ip)
-		}
+		_, had := ix.getPTR(ip)
+		ix.setPTR(ip, c.entry, c.exists)
 		if had != c.exists {
 			ix.countReverseAncestors(reverseName(ip), c.exists)
 		}

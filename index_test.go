@@ -12,7 +12,7 @@ import (
 // publishSlices builds the service ns/name from its slices and publishes it.
 func publishSlices(ix *index, ns, name string, endpointSlices ...*discovery.EndpointSlice) {
 	svc := &service{namespace: ns, name: name}
-	ix.publish(ns+"/"+name, svc, build(svc, endpointSlices, buildOptions{zones: []string{"cluster.local."}}))
+	ix.publish(ns+"/"+name, svc, build(svc, slim(buildOptions{}, endpointSlices...), buildOptions{zones: []string{"cluster.local."}}))
 }
 
 // ptrTargets returns the PTR targets of an address, or nil.

@@ -73,9 +73,9 @@ func BenchmarkRetainedBytesPerEndpoint(b *testing.B) {
 		afterStore := heapInUse()
 		ix := newIndex()
 		for _, obj := range store.List() {
-			s := obj.(*discovery.EndpointSlice)
-			svc := &service{namespace: s.Namespace, name: s.Labels[discovery.LabelServiceName]}
-			ix.publish(svc.namespace+"/"+svc.name, svc, build(svc, []*discovery.EndpointSlice{s}, opts))
+			s := obj.(*sliceInfo)
+			svc := &service{namespace: s.namespace, name: s.service}
+			ix.publish(svc.namespace+"/"+svc.name, svc, build(svc, []*sliceInfo{s}, opts))
 		}
 		afterIndex := heapInUse()
 		endpoints := float64(services * perService)

@@ -1,6 +1,8 @@
 package headless
 
 import (
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,8 +14,10 @@ import (
 )
 
 // The first step of the flow: what the informers keep of each API object.
-// The transforms run as objects arrive, before they are stored, so the
-// stores hold only what build reads.
+// The transforms run as objects arrive, before they are stored, and turn
+// each into a compact value of the plugin's own: the informers' stores hold
+// those, and nothing else of the API objects, so that the memory they cost
+// is a few tens of bytes per endpoint.
 
 // Labels and annotations of EndpointSlices that the plugin reads.
 const (
@@ -29,48 +33,99 @@ const (
 	sourceClusterLabel   = mcs.LabelSourceCluster
 )
 
-var (
-	// hasSelector stands for any selector; shared, so never written to.
-	hasSelector = map[string]string{"": ""}
-	// Every slim endpoint's readiness points at one of these; never
-	// written to either.
-	isReady, isNotReady = true, false
-)
+// objectKey is the namespace, name and resource version of a stored
+// object. Its GetObjectMeta lets client-go's stores key and version the
+// compact values as they do API objects.
+type objectKey struct {
+	namespace, name, resourceVersion string
+}
 
-// slimService keeps of a Service only what build reads. Of its selector
-// that is only whether it has one, so every service with a selector shares
-// hasSelector: its own map would cost more than the rest.
+// GetObjectMeta implements metav1.ObjectMetaAccessor.
+func (k *objectKey) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{Namespace: k.namespace, Name: k.name, ResourceVersion: k.resourceVersion}
+}
+
+// version is the object's resource version.
+func (k *objectKey) version() string { return k.resourceVersion }
+
+func keyOf(m metav1.ObjectMeta) objectKey {
+	return objectKey{namespace: m.Namespace, name: m.Name, resourceVersion: m.ResourceVersion}
+}
+
+// serviceInfo is what the plugin keeps of a Service or a ServiceImport.
+type serviceInfo struct {
+	objectKey
+	headless    bool // clusterIP None, or a Headless ServiceImport
+	hasSelector bool
+}
+
+// slimService is the transform of Services.
 func slimService(obj any) (any, error) {
 	s, ok := obj.(*core.Service)
 	if !ok {
 		return obj, nil
 	}
-	slim := &core.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion},
-		Spec:       core.ServiceSpec{ClusterIP: s.Spec.ClusterIP},
-	}
-	if len(s.Spec.Selector) > 0 {
-		slim.Spec.Selector = hasSelector
-	}
-	return slim, nil
+	return &serviceInfo{objectKey: keyOf(s.ObjectMeta), headless: s.Spec.ClusterIP == core.ClusterIPNone, hasSelector: len(s.Spec.Selector) > 0}, nil
 }
 
-// slimServiceImport keeps of a ServiceImport only whether it is headless.
+// slimServiceImport is the transform of ServiceImports.
 func slimServiceImport(obj any) (any, error) {
 	s, ok := obj.(*mcs.ServiceImport)
 	if !ok {
 		return obj, nil
 	}
-	return &mcs.ServiceImport{
-		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion},
-		Spec:       mcs.ServiceImportSpec{Type: s.Spec.Type},
-	}, nil
+	return &serviceInfo{objectKey: keyOf(s.ObjectMeta), headless: s.Spec.Type == mcs.Headless}, nil
 }
 
-// slimSlice returns the transform that keeps of an EndpointSlice only what
-// build reads: no managedFields, hints, owner references or other
-// annotations; the pod an endpoint names only with endpoint_pod_names, its
-// zone only with zonal.
+// sliceInfo is what the plugin keeps of an EndpointSlice: the service it
+// belongs to, its ports, and each address of its endpoints.
+type sliceInfo struct {
+	objectKey
+	service string // the Service (or ServiceImport) it belongs to; "" for none
+	cluster string // of an imported slice: the cluster its endpoints are in
+	trigger time.Time
+	ports   []srvPort
+	// addresses are the slice's endpoint addresses of its own family,
+	// one entry per address: an endpoint with several has an entry for
+	// each, all with its name and state.
+	addresses []endpointAddress
+}
+
+// endpointAddress is one address of an endpoint, with what build needs of
+// the endpoint.
+type endpointAddress struct {
+	ip    ipBytes
+	label string  // the endpoint's name under its service, when it has one; see endpointLabel
+	zone  *string // its topology zone, kept with zonal only; shared
+	flags uint8
+}
+
+const (
+	addressReady    uint8 = 1 << iota // the endpoint is ready (or says nothing)
+	addressIPv4                       // ip holds an IPv4 address
+	labelIsHostname                   // label is the endpoint's hostname
+)
+
+// ipBytes is an address as 16 bytes, IPv4 in its mapped form; the
+// addressIPv4 flag tells which.
+type ipBytes [16]byte
+
+func (a endpointAddress) addr() netip.Addr {
+	ip := netip.AddrFrom16(a.ip)
+	if a.flags&addressIPv4 != 0 {
+		return ip.Unmap()
+	}
+	return ip
+}
+
+func (a endpointAddress) ready() bool { return a.flags&addressReady != 0 }
+
+// slimSlice returns the transform of EndpointSlices. It keeps the labels
+// that name the owner, the trigger time, the ports that SRV records can
+// point at, and for each address that belongs in an answer its endpoint's
+// readiness and name: its hostname; with endpoint_pod_names, its pod's
+// name; with zonal, its zone. Everything else of the slice is dropped here:
+// managedFields, hints, node names, owner references, other annotations.
 func slimSlice(opts buildOptions) cache.TransformFunc {
 	zones := &interned{}
 	return func(obj any) (any, error) {
@@ -78,43 +133,88 @@ func slimSlice(opts buildOptions) cache.TransformFunc {
 		if !ok {
 			return obj, nil
 		}
-		out := &discovery.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{
-				Name: s.Name, Namespace: s.Namespace, ResourceVersion: s.ResourceVersion,
-			},
-			AddressType: s.AddressType,
-			Ports:       s.Ports,
-			Endpoints:   make([]discovery.Endpoint, len(s.Endpoints)),
-		}
-		for _, key := range []string{discovery.LabelServiceName, importedServiceLabel, sourceClusterLabel} {
-			if value, ok := s.Labels[key]; ok {
-				if out.Labels == nil {
-					out.Labels = map[string]string{}
-				}
-				out.Labels[key] = value
-			}
+		out := &sliceInfo{objectKey: keyOf(s.ObjectMeta), ports: srvPorts(s.Ports)}
+		out.service = s.Labels[discovery.LabelServiceName]
+		if opts.clusterset {
+			out.service, out.cluster = s.Labels[importedServiceLabel], s.Labels[sourceClusterLabel]
 		}
 		if t, ok := s.Annotations[triggerTimeKey]; ok {
-			out.Annotations = map[string]string{triggerTimeKey: t}
+			out.trigger, _ = time.Parse(time.RFC3339Nano, t)
 		}
-		for i, ep := range s.Endpoints {
-			slim := discovery.Endpoint{Addresses: ep.Addresses, Hostname: ep.Hostname}
-			if r := ep.Conditions.Ready; r != nil {
-				slim.Conditions.Ready = &isNotReady
-				if *r {
-					slim.Conditions.Ready = &isReady
+		var want func(netip.Addr) bool
+		switch s.AddressType {
+		case discovery.AddressTypeIPv4:
+			want = netip.Addr.Is4
+		case discovery.AddressTypeIPv6:
+			// An IPv4-mapped address (::ffff:10.0.0.1) is an IPv4 address,
+			// never an IPv6 endpoint: no AAAA, no ip6.arpa name for it.
+			want = func(ip netip.Addr) bool { return ip.Is6() && !ip.Is4In6() }
+		default: // FQDN and anything unknown have no place in A/AAAA answers
+			return out, nil
+		}
+		n := 0
+		for i := range s.Endpoints {
+			n += len(s.Endpoints[i].Addresses)
+		}
+		out.addresses = make([]endpointAddress, 0, n)
+		for i := range s.Endpoints {
+			ep := &s.Endpoints[i]
+			var flags uint8
+			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+				flags |= addressReady
+			}
+			label, isHostname := endpointLabel(ep, opts.podNames)
+			if isHostname {
+				flags |= labelIsHostname
+			}
+			var zone *string
+			if opts.zonal {
+				if z := topologyZone(ep.Zone); z != "" {
+					zone = zones.get(z)
 				}
 			}
-			if opts.podNames && ep.TargetRef != nil {
-				slim.TargetRef = &core.ObjectReference{Kind: ep.TargetRef.Kind, Name: ep.TargetRef.Name}
+			for _, text := range ep.Addresses {
+				ip, err := netip.ParseAddr(text)
+				if s.AddressType == discovery.AddressTypeIPv4 {
+					ip = ip.Unmap() // older API servers let ::ffff:10.0.0.1 into IPv4 slices
+				}
+				if err != nil || ip.Zone() != "" || !want(ip) {
+					continue
+				}
+				a := endpointAddress{ip: ip.As16(), label: label, zone: zone, flags: flags}
+				if ip.Is4() {
+					a.flags |= addressIPv4
+				}
+				out.addresses = append(out.addresses, a)
 			}
-			if opts.zonal && ep.Zone != nil {
-				slim.Zone = zones.get(*ep.Zone)
-			}
-			out.Endpoints[i] = slim
 		}
 		return out, nil
 	}
+}
+
+// endpointLabel is the DNS label that names an endpoint under its service
+// when it has a name: its hostname; with endpoint_pod_names, its pod's
+// name. "" means build names it after its address. isHostname tells the
+// first case.
+func endpointLabel(ep *discovery.Endpoint, podNames bool) (label string, isHostname bool) {
+	if ep.Hostname != nil && isLabel(*ep.Hostname) {
+		return *ep.Hostname, true
+	}
+	if podNames && ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" && isLabel(ep.TargetRef.Name) {
+		return ep.TargetRef.Name, false
+	}
+	return "", false
+}
+
+// topologyZone returns an endpoint's topology zone as zonal names spell it
+// (lower case), or "" when it has none or one no DNS name can hold. Zone
+// values are label values (63 bytes of letters, digits, '-', '_' and '.'),
+// and a dot separates DNS labels, so an empty label ("a..b") is refused.
+func topologyZone(zone *string) string {
+	if zone == nil || *zone == "" || !isLabelValue(*zone) || strings.Contains(*zone, "..") {
+		return ""
+	}
+	return strings.ToLower(*zone)
 }
 
 // interned shares one copy of each string among the slim objects: a
@@ -131,38 +231,23 @@ func (in *interned) get(s string) *string {
 
 // serviceKeyOf returns "namespace/service" of a slice (possibly a deleted
 // one's tombstone), or "" when it names no service.
-func serviceKeyOf(obj any) string { return sliceOwnerKey(obj, discovery.LabelServiceName) }
-
-// importKeyOf returns "namespace/service" of the ServiceImport an imported
-// slice belongs to, or "".
-func importKeyOf(obj any) string { return sliceOwnerKey(obj, importedServiceLabel) }
-
-func sliceOwnerKey(obj any, label string) string {
+func serviceKeyOf(obj any) string {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	s, ok := obj.(*discovery.EndpointSlice)
-	if !ok || s == nil {
+	s, ok := obj.(*sliceInfo)
+	if !ok || s == nil || s.service == "" {
 		return ""
 	}
-	name := s.Labels[label]
-	if name == "" {
-		return ""
-	}
-	return s.Namespace + "/" + name
+	return s.namespace + "/" + s.service
 }
 
 // triggerTime is when the endpoints of a slice last changed, as the
 // controller that wrote it says.
 func triggerTime(obj any) (time.Time, bool) {
-	s, ok := obj.(*discovery.EndpointSlice)
-	if !ok || s == nil {
+	s, ok := obj.(*sliceInfo)
+	if !ok || s == nil || s.trigger.IsZero() {
 		return time.Time{}, false
 	}
-	v, ok := s.Annotations[triggerTimeKey]
-	if !ok {
-		return time.Time{}, false
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	return t, err == nil
+	return s.trigger, true
 }

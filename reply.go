@@ -1,8 +1,6 @@
 package headless
 
 import (
-	"net"
-
 	"github.com/miekg/dns"
 )
 
@@ -46,27 +44,27 @@ func (rp *reply) sections(n, extra int) (records, additional []dns.RR) {
 
 // addresses makes the A (qtype A) or AAAA records of addrs, owned by owner.
 func (rp *reply) addresses(qtype uint16, addrs addrSet, owner string, ttl uint32) (answer, extra []dns.RR) {
-	ips := addrs.a()
+	n := addrs.len4()
 	if qtype == dns.TypeAAAA {
-		ips = addrs.aaaa()
+		n = addrs.len6()
 	}
-	if len(ips) == 0 {
+	if n == 0 {
 		return nil, nil
 	}
-	answer, extra = rp.sections(len(ips), 0)
+	answer, extra = rp.sections(n, 0)
 	if qtype == dns.TypeA {
-		return appendA(answer, ips, owner, ttl), extra
+		return appendA(answer, addrs, owner, ttl), extra
 	}
-	return appendAAAA(answer, ips, owner, ttl), extra
+	return appendAAAA(answer, addrs, owner, ttl), extra
 }
 
 // ns makes the NS record of a zone, owned by owner, naming target, with
 // target's addresses as glue.
 func (rp *reply) ns(owner, target string, glue addrSet, ttl uint32) (answer, extra []dns.RR) {
-	answer, extra = rp.sections(1, len(glue.ips))
+	answer, extra = rp.sections(1, glue.count())
 	answer = append(answer, &dns.NS{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: ttl}, Ns: target})
-	extra = appendA(extra, glue.a(), target, ttl)
-	return answer, appendAAAA(extra, glue.aaaa(), target, ttl)
+	extra = appendA(extra, glue, target, ttl)
+	return answer, appendAAAA(extra, glue, target, ttl)
 }
 
 // srv makes an SRV RRset in zone z, owned by owner, pointing at targets of
@@ -78,9 +76,9 @@ func (rp *reply) srv(sd *serviceData, targets []srvTarget, z int, owner string, 
 	glueA, glueAll := 0, 0
 	for i, t := range targets {
 		if i == 0 || t.pod != targets[i-1].pod {
-			addrs := sd.pods[t.pod].addrs
-			glueA += addrs.v4
-			glueAll += len(addrs.ips)
+			p := &sd.pods[t.pod]
+			glueA += int(p.n4)
+			glueAll += int(p.n4) + int(p.n6)
 		}
 	}
 	type srvAndGlue struct {
@@ -104,9 +102,9 @@ func (rp *reply) srv(sd *serviceData, targets []srvTarget, z int, owner string, 
 		if i > 0 && t.pod == targets[i-1].pod {
 			continue
 		}
-		name := sd.fqdn(t.pod, z)
-		for _, ip := range sd.pods[t.pod].addrs.a() {
-			copies[a].a = dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: podTTL}, A: ip}
+		name, addrs := sd.fqdn(t.pod, z), sd.podAddrSet(t.pod)
+		for i := range addrs.len4() {
+			copies[a].a = dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: podTTL}, A: addrs.ip4(i)}
 			extra = append(extra, &copies[a].a)
 			a++
 		}
@@ -115,9 +113,9 @@ func (rp *reply) srv(sd *serviceData, targets []srvTarget, z int, owner string, 
 		if i > 0 && t.pod == targets[i-1].pod {
 			continue
 		}
-		name := sd.fqdn(t.pod, z)
-		for _, ip := range sd.pods[t.pod].addrs.aaaa() {
-			copies[aaaa].aaaa = dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: podTTL}, AAAA: ip}
+		name, addrs := sd.fqdn(t.pod, z), sd.podAddrSet(t.pod)
+		for i := range addrs.len6() {
+			copies[aaaa].aaaa = dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: podTTL}, AAAA: addrs.ip6(i)}
 			extra = append(extra, &copies[aaaa].aaaa)
 			aaaa++
 		}
@@ -125,24 +123,24 @@ func (rp *reply) srv(sd *serviceData, targets []srvTarget, z int, owner string, 
 	return answer, extra
 }
 
-// appendA makes A records owned by owner for ips, in one new array, and
-// appends them to out. Records are always new: plugins downstream (rewrite,
-// cache) change names and TTLs in place. The addresses are shared, and
-// read only.
-func appendA(out []dns.RR, ips []net.IP, owner string, ttl uint32) []dns.RR {
-	records := make([]dns.A, len(ips))
-	for i, ip := range ips {
-		records[i] = dns.A{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: ip}
+// appendA makes the A records of addrs owned by owner, in one new array,
+// and appends them to out. Records are always new: plugins downstream
+// (rewrite, cache) change names and TTLs in place. The addresses are
+// shared, and read only.
+func appendA(out []dns.RR, addrs addrSet, owner string, ttl uint32) []dns.RR {
+	records := make([]dns.A, addrs.len4())
+	for i := range records {
+		records[i] = dns.A{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: addrs.ip4(i)}
 		out = append(out, &records[i])
 	}
 	return out
 }
 
 // appendAAAA is appendA for IPv6.
-func appendAAAA(out []dns.RR, ips []net.IP, owner string, ttl uint32) []dns.RR {
-	records := make([]dns.AAAA, len(ips))
-	for i, ip := range ips {
-		records[i] = dns.AAAA{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: ip}
+func appendAAAA(out []dns.RR, addrs addrSet, owner string, ttl uint32) []dns.RR {
+	records := make([]dns.AAAA, addrs.len6())
+	for i := range records {
+		records[i] = dns.AAAA{Hdr: dns.RR_Header{Name: owner, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: ttl}, AAAA: addrs.ip6(i)}
 		out = append(out, &records[i])
 	}
 	return out

@@ -106,8 +106,8 @@ func (h *Headless) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 // apexRecords are the records at and near the apex besides the SOA.
 func apexRecords(apex apex, server addrSet, ttl ttls) []dns.RR {
 	rrs := []dns.RR{&dns.NS{Hdr: dns.RR_Header{Name: apex.zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: ttl.service}, Ns: apex.nameserver}}
-	rrs = appendA(rrs, server.a(), apex.nameserver, ttl.service)
-	rrs = appendAAAA(rrs, server.aaaa(), apex.nameserver, ttl.service)
+	rrs = appendA(rrs, server, apex.nameserver, ttl.service)
+	rrs = appendAAAA(rrs, server, apex.nameserver, ttl.service)
 	if apex.forward {
 		rrs = appendTXT(rrs, apex.version, dnsutil.Join(versionLabel, apex.zone), versionTTL)
 	}
@@ -166,8 +166,8 @@ func (h *Headless) transferIndex(apex apex, ch chan<- []dns.RR) map[string]bool 
 				addrTTL = ttl.pod
 			}
 			addrs := e.addresses()
-			rrs = appendA(rrs, addrs.a(), name, addrTTL)
-			rrs = appendAAAA(rrs, addrs.aaaa(), name, addrTTL)
+			rrs = appendA(rrs, addrs, name, addrTTL)
+			rrs = appendAAAA(rrs, addrs, name, addrTTL)
 			if sd, targets := e.srv(); len(targets) > 0 {
 				srv, _ := (&reply{}).srv(sd, targets, apex.position, name, ttl.srv, ttl.pod)
 				rrs = append(rrs, srv...) // the glue is the pods' own records, sent with them

@@ -79,8 +79,12 @@ func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, cl
 					})
 				},
 			}, &core.Service{}, slimService, nil, "services", cache.ResourceEventHandlerFuncs{
-				AddFunc:    w.serviceChanged,
-				UpdateFunc: func(_, obj any) { w.serviceChanged(obj) },
+				AddFunc: w.serviceChanged,
+				UpdateFunc: func(old, obj any) {
+					if !unchanged(old, obj) {
+						w.serviceChanged(obj)
+					}
+				},
 				DeleteFunc: w.serviceChanged,
 			}),
 		}
@@ -134,8 +138,12 @@ func (w *watcher) watchImports(client kubernetes.Interface, imports mcsclient.In
 			return untilReachable(ctx, w.health, "serviceimports", func() (watch.Interface, error) { return serviceImports.Watch(ctx, o) })
 		},
 	}, &mcs.ServiceImport{}, slimServiceImport, nil, "serviceimports", cache.ResourceEventHandlerFuncs{
-		AddFunc:    w.importChanged,
-		UpdateFunc: func(_, obj any) { w.importChanged(obj) },
+		AddFunc: w.importChanged,
+		UpdateFunc: func(old, obj any) {
+			if !unchanged(old, obj) {
+				w.importChanged(obj)
+			}
+		},
 		DeleteFunc: w.importChanged,
 	})
 	sliceClient := client.DiscoveryV1().EndpointSlices(ns)
@@ -148,7 +156,7 @@ func (w *watcher) watchImports(client kubernetes.Interface, imports mcsclient.In
 			o.LabelSelector = importedServiceLabel
 			return untilReachable(ctx, w.health, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
 		},
-	}, &discovery.EndpointSlice{}, slimSlice(w.importOpts), cache.Indexers{byService: importedSliceService}, "endpointslices",
+	}, &discovery.EndpointSlice{}, slimSlice(w.importOpts), cache.Indexers{byService: sliceService}, "endpointslices",
 		cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) {
 				w.slicesHeld.Add(1)
@@ -220,6 +228,9 @@ func (w *watcher) serviceChanged(obj any) {
 // sliceChanged rebuilds the service(s) a slice belongs (or belonged) to,
 // and records how long the change took to reach DNS.
 func (w *watcher) sliceChanged(oldObj, newObj any) {
+	if unchanged(oldObj, newObj) {
+		return
+	}
 	oldKey, newKey := serviceKeyOf(oldObj), serviceKeyOf(newObj)
 	if oldKey != "" && oldKey != newKey {
 		w.rebuild(oldKey)
@@ -260,8 +271,8 @@ func (w *watcher) rebuild(key string) *service {
 	defer w.rebuildMu.Unlock()
 	var svc *service
 	if obj, ok, _ := nw.services.GetIndexer().GetByKey(key); ok {
-		if s, ok := obj.(*core.Service); ok && s.Spec.ClusterIP == core.ClusterIPNone {
-			svc = &service{namespace: ns, name: name, hasSelector: len(s.Spec.Selector) > 0}
+		if s, ok := obj.(*serviceInfo); ok && s.headless {
+			svc = &service{namespace: ns, name: name, hasSelector: s.hasSelector}
 		}
 	}
 	var sd *serviceData
@@ -284,7 +295,10 @@ func (w *watcher) importChanged(obj any) {
 // importedSliceChanged rebuilds the ServiceImport(s) an imported slice
 // belongs (or belonged) to.
 func (w *watcher) importedSliceChanged(oldObj, newObj any) {
-	oldKey, newKey := importKeyOf(oldObj), importKeyOf(newObj)
+	if unchanged(oldObj, newObj) {
+		return
+	}
+	oldKey, newKey := serviceKeyOf(oldObj), serviceKeyOf(newObj)
 	if oldKey != "" && oldKey != newKey {
 		w.rebuildImport(oldKey)
 	}
@@ -308,54 +322,55 @@ func (w *watcher) rebuildImport(key string) {
 	defer w.rebuildMu.Unlock()
 	var svc *service
 	if obj, ok, _ := nw.imports.GetIndexer().GetByKey(key); ok {
-		if s, ok := obj.(*mcs.ServiceImport); ok && s.Spec.Type == mcs.Headless {
+		if s, ok := obj.(*serviceInfo); ok && s.headless {
 			svc = &service{namespace: ns, name: name}
 		}
 	}
 	var sd *serviceData
 	if svc != nil {
-		objs, _ := nw.imported.GetIndexer().ByIndex(byService, key)
-		found := make([]*discovery.EndpointSlice, 0, len(objs))
-		for _, obj := range objs {
-			if s, ok := obj.(*discovery.EndpointSlice); ok {
-				found = append(found, s)
-			}
-		}
-		slices.SortFunc(found, func(a, b *discovery.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
-		sd = build(svc, found, w.importOpts)
+		sd = build(svc, slicesByName(nw.imported.GetIndexer(), key, nil), w.importOpts)
 	}
 	w.clusterset.publish(key, svc, sd)
 	lastChange.SetToCurrentTime()
 }
 
 // slicesOf returns the slices of the service keyed "namespace/name", by name.
-func (nw *nsWatch) slicesOf(key string) []*discovery.EndpointSlice {
-	var found []*discovery.EndpointSlice
+func (nw *nsWatch) slicesOf(key string) []*sliceInfo {
+	var found []*sliceInfo
 	for _, inf := range nw.slices {
-		objs, _ := inf.GetIndexer().ByIndex(byService, key)
-		for _, obj := range objs {
-			s, ok := obj.(*discovery.EndpointSlice)
-			// A slice that moves between the two informers can briefly be in both.
-			if ok && !slices.ContainsFunc(found, func(f *discovery.EndpointSlice) bool { return f.Name == s.Name }) {
-				found = append(found, s)
-			}
+		found = slicesByName(inf.GetIndexer(), key, found)
+	}
+	return found
+}
+
+// slicesByName adds the slices of the service keyed "namespace/name" in
+// store to found, and returns them sorted by name. A slice that moves
+// between the two informers can briefly be in both: it is counted once.
+func slicesByName(store cache.Indexer, key string, found []*sliceInfo) []*sliceInfo {
+	objs, _ := store.ByIndex(byService, key)
+	for _, obj := range objs {
+		s, ok := obj.(*sliceInfo)
+		if ok && !slices.ContainsFunc(found, func(f *sliceInfo) bool { return f.name == s.name }) {
+			found = append(found, s)
 		}
 	}
-	slices.SortFunc(found, func(a, b *discovery.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(found, func(a, b *sliceInfo) int { return strings.Compare(a.name, b.name) })
 	return found
+}
+
+// unchanged tells an update that changes nothing (the same resource
+// version, as every object has when the informer lists again after a lost
+// watch) from a real one: rebuilding the whole index on each relist would
+// allocate it anew, and double the heap just when the API server returns.
+func unchanged(oldObj, newObj any) bool {
+	o, ok1 := oldObj.(interface{ version() string })
+	n, ok2 := newObj.(interface{ version() string })
+	return ok1 && ok2 && o.version() != "" && o.version() == n.version()
 }
 
 // sliceService indexes a slice under the service it belongs to.
 func sliceService(obj any) ([]string, error) {
 	if key := serviceKeyOf(obj); key != "" {
-		return []string{key}, nil
-	}
-	return nil, nil
-}
-
-// importedSliceService indexes an imported slice under its ServiceImport.
-func importedSliceService(obj any) ([]string, error) {
-	if key := importKeyOf(obj); key != "" {
 		return []string{key}, nil
 	}
 	return nil, nil

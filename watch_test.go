@@ -118,3 +118,24 @@ func TestAnIPInTwoServicesHasAPTRForEach(t *testing.T) {
 	}
 	waitAnswers(t, h, "one PTR left", "5.1.244.10.in-addr.arpa.", dns.TypePTR, dns.RcodeSuccess, 1)
 }
+
+// After a lost watch the informers list again, and every object comes back
+// as an update of itself: nothing is rebuilt for those, so a relist
+// allocates no new index.
+func TestARelistOfUnchangedObjectsRebuildsNothing(t *testing.T) {
+	h, _ := newTestPlugin(t, "headless cluster.local", seedObjects()...)
+	s := slim(buildOptions{}, slice("default", "cassandra-abcde", "cassandra", discovery.AddressTypeIPv4, nil,
+		endpoint("cassandra-0", "10.244.1.5")))[0]
+	s.resourceVersion = "41"
+	before := h.index.soaSerial()
+	h.watcher.sliceChanged(s, s)
+	if after := h.index.soaSerial(); after != before {
+		t.Fatalf("an update to the same resource version republished the service (serial %d -> %d)", before, after)
+	}
+	changed := *s
+	changed.resourceVersion = "42"
+	h.watcher.sliceChanged(s, &changed)
+	if after := h.index.soaSerial(); after == before {
+		t.Fatal("a new resource version was not published")
+	}
+}

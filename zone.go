@@ -171,13 +171,6 @@ func serverAddresses(bound []string) addrSet {
 	if len(ips) == 0 {
 		ips = loopback
 	}
-	slices.SortFunc(ips, netip.Addr.Compare) // IPv4 first
-	set := addrSet{ips: make([]net.IP, len(ips))}
-	for i, ip := range ips {
-		set.ips[i] = ip.AsSlice()
-		if ip.Is4() {
-			set.v4++
-		}
-	}
-	return set
+	slices.SortFunc(ips, netip.Addr.Compare)
+	return addrSetOf(ips)
 }
