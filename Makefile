@@ -70,5 +70,14 @@ e2e:
 bench:
 	cd test && $(GO) run ./benchsuite
 
+# headless swapped in for kube-dns vs the stock kubernetes plugin on a local
+# cluster shaped like Kubernetes' 5,000-node load test, scaled to this
+# machine: memory and its marginal cost per endpoint at two sizes, the
+# relist after an API server restart, QPS on a pod's query mix, programming
+# latency through a rolling update, API server load. Not part of make test.
+# About an hour; SCALE_QUICK=1 for a few minutes. See test/scale/README.md.
+scale:
+	cd test && $(GO) run ./scale
+
 clean:
 	rm -rf bin

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/headlessdns/headless/test/internal/benchkit"
 
 	"github.com/miekg/dns"
 	core "k8s.io/api/core/v1"
@@ -74,7 +74,7 @@ type flavourResult struct {
 // live runs the rounds against the real binary and the control plane.
 func (s *suite) live(ctx context.Context, res *results) error {
 	cfg := s.cfg
-	data, endpoints, err := loadDataset(ctx, s.client)
+	data, endpoints, err := benchkit.LoadDataset(ctx, s.client, "bench-")
 	if err != nil {
 		return err
 	}
@@ -90,23 +90,23 @@ func (s *suite) live(ctx context.Context, res *results) error {
 	if err != nil {
 		return err
 	}
-	all, distinct := mix(data, cfg.queries, cfg.seed)
+	all, distinct := benchkit.Mix(data, cfg.queries, cfg.seed)
 	res.queries, res.distinct = len(all), len(distinct)
 	dataFile := filepath.Join(s.work, "queries.txt")
-	if err := writeDnsperfFile(dataFile, all); err != nil {
+	if err := benchkit.WriteDnsperfFile(dataFile, all); err != nil {
 		return err
 	}
 	// Start-up waits for the last pod of the last service: a name that
 	// only a complete index answers right.
 	last := data[len(data)-1]
-	probe := podA(last, last.pods[len(last.pods)-1])
-	sample := make([]question, 0, 1000)
+	probe := benchkit.PodA(last, last.Pods[len(last.Pods)-1])
+	sample := make([]benchkit.Question, 0, 1000)
 	for i := 0; i < len(distinct); i += max(1, len(distinct)/1000) {
 		sample = append(sample, distinct[i])
 	}
 	perRound := (cfg.changes + cfg.rounds - 1) / cfg.rounds
 	perRound += perRound % 2 // changes go in pairs: to a new address and back
-	logf("dataset: %d headless services, %d headless endpoints, %d endpoints in all; query mix of %d lines (%d distinct), seed %d",
+	benchkit.Logf("dataset: %d headless services, %d headless endpoints, %d endpoints in all; query benchkit.Mix of %d lines (%d distinct), seed %d",
 		len(data), endpoints, res.allEndpoints, len(all), len(distinct), cfg.seed)
 
 	res.flavours = map[string]*flavourResult{}
@@ -152,9 +152,9 @@ func countEndpoints(ctx context.Context, s *suite) (int, error) {
 }
 
 // oneRun starts one CoreDNS of flavour f and measures it.
-func (s *suite) oneRun(ctx context.Context, f flavour, round int, r *flavourResult, probe question,
-	qs []question, dataFile string, data []*headlessService, changes int) error {
-	port, err := freePort()
+func (s *suite) oneRun(ctx context.Context, f flavour, round int, r *flavourResult, probe benchkit.Question,
+	qs []benchkit.Question, dataFile string, data []*benchkit.HeadlessService, changes int) error {
+	port, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
@@ -167,19 +167,19 @@ func (s *suite) oneRun(ctx context.Context, f flavour, round int, r *flavourResu
 	}
 	logPath := filepath.Join(s.work, name+".log")
 	t0 := time.Now()
-	p, err := startProc("CoreDNS "+name, logPath, []string{"GOMAXPROCS=1"},
+	p, err := benchkit.StartProc("CoreDNS "+name, logPath, []string{"GOMAXPROCS=1"},
 		"taskset", "-c", s.cpuServer, s.coredns, "-conf", corefile)
 	if err != nil {
 		return err
 	}
-	defer p.stop()
+	defer p.Stop()
 	// Anything that waits on this CoreDNS gives up as soon as it exits.
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() {
 		select {
-		case <-p.done:
-			cancel(fmt.Errorf("CoreDNS exited (%v):\n%s", p.err, tail(logPath, 15)))
+		case <-p.Done:
+			cancel(fmt.Errorf("CoreDNS exited (%v):\n%s", p.Err, benchkit.Tail(logPath, 15)))
 		case <-pctx.Done():
 		}
 	}()
@@ -190,7 +190,7 @@ func (s *suite) oneRun(ctx context.Context, f flavour, round int, r *flavourResu
 		return err
 	}
 
-	ready, err := waitCorrect(pctx, addr, probe, f.rcodeOnly, 5*time.Millisecond, t0.Add(3*time.Minute))
+	ready, err := benchkit.WaitCorrect(pctx, addr, probe, f.rcodeOnly, 5*time.Millisecond, t0.Add(3*time.Minute))
 	if err != nil {
 		return failed(err)
 	}
@@ -200,125 +200,62 @@ func (s *suite) oneRun(ctx context.Context, f flavour, round int, r *flavourResu
 	case <-pctx.Done():
 		return failed(pctx.Err())
 	}
-	rss, err := rssKiB(p.pid())
+	rss, err := benchkit.RSSKiB(p.PID())
 	if err != nil {
 		return failed(err)
 	}
 	r.rss = append(r.rss, rss)
 
-	c := check(pctx, addr, qs, f.rcodeOnly)
+	c := benchkit.Check(pctx, addr, qs, f.rcodeOnly)
 	if pctx.Err() != nil {
 		return failed(pctx.Err())
 	}
-	r.checked += c.asked
-	r.wrong += c.wrong
+	r.checked += c.Asked
+	r.wrong += c.Wrong
 	if len(r.examples) < 5 {
-		r.examples = append(r.examples, c.examples...)
+		r.examples = append(r.examples, c.Examples...)
 	}
 	line := fmt.Sprintf("%-33s round %d: start-up %4dms, RSS %6.1f MiB, %d/%d answers right", f.title, round+1,
-		ready.Sub(t0).Milliseconds(), float64(rss)/1024, c.asked-c.wrong, c.asked)
+		ready.Sub(t0).Milliseconds(), float64(rss)/1024, c.Asked-c.Wrong, c.Asked)
 
 	if f.load {
 		d, err := s.dnsperf(pctx, port, dataFile, filepath.Join(s.work, name+".dnsperf"))
 		if err != nil {
 			return failed(err)
 		}
-		r.qps = append(r.qps, d.qps)
-		r.sent += d.sent
-		r.lost += d.lost
-		for k, v := range d.rcodes {
+		r.qps = append(r.qps, d.QPS)
+		r.sent += d.Sent
+		r.lost += d.Lost
+		for k, v := range d.Rcodes {
 			r.rcodes[k] += v
 		}
-		line += fmt.Sprintf(", %.0f QPS (%d lost, rcodes %v)", d.qps, d.lost, d.rcodes)
+		line += fmt.Sprintf(", %.0f QPS (%d lost, rcodes %v)", d.QPS, d.Lost, d.Rcodes)
 	}
 	if f.changes {
 		before := len(r.program)
 		if err := s.changes(pctx, addr, r, data, changes); err != nil {
 			return failed(err)
 		}
-		line += fmt.Sprintf(", %d changes p50 %.1fms", len(r.program)-before, ms(percentile(r.program[before:], 50)))
+		line += fmt.Sprintf(", %d changes p50 %.1fms", len(r.program)-before, benchkit.Ms(benchkit.Percentile(r.program[before:], 50)))
 	}
-	logf("%s", line)
+	benchkit.Logf("%s", line)
 	return nil
 }
 
-// dnsperfResult is what the suite reads from dnsperf's statistics.
-type dnsperfResult struct {
-	qps        float64
-	sent, lost int64
-	rcodes     map[string]int64
-}
-
-func (s *suite) dnsperf(ctx context.Context, port int, dataFile, outPath string) (dnsperfResult, error) {
-	secs := strconv.Itoa(int(s.cfg.duration / time.Second))
-	cmd := exec.CommandContext(ctx, "taskset", "-c", s.cpuLoad, "dnsperf", "-s", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-d", dataFile, "-l", secs, "-q", "100", "-t", "2", "-T", "1", "-c", "1")
-	out, err := cmd.CombinedOutput()
-	_ = os.WriteFile(outPath, out, 0o644)
-	if err != nil {
-		return dnsperfResult{}, fmt.Errorf("dnsperf: %v\n%s", err, lastLines(string(out), 10))
-	}
-	return parseDnsperf(string(out))
-}
-
-// parseDnsperf reads the statistics block dnsperf prints at the end.
-func parseDnsperf(out string) (dnsperfResult, error) {
-	d := dnsperfResult{rcodes: map[string]int64{}}
-	var haveQPS, haveSent bool
-	for _, line := range strings.Split(out, "\n") {
-		key, value, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(value)
-		if len(fields) == 0 {
-			continue
-		}
-		var err error
-		switch key {
-		case "Queries sent":
-			d.sent, err = strconv.ParseInt(fields[0], 10, 64)
-			haveSent = true
-		case "Queries lost":
-			d.lost, err = strconv.ParseInt(fields[0], 10, 64)
-		case "Queries per second":
-			d.qps, err = strconv.ParseFloat(fields[0], 64)
-			haveQPS = true
-		case "Response codes":
-			// "NOERROR 123 (99.9%), NXDOMAIN 1 (0.1%)"
-			for _, part := range strings.Split(value, ",") {
-				f := strings.Fields(part)
-				if len(f) < 2 {
-					continue
-				}
-				n, perr := strconv.ParseInt(f[1], 10, 64)
-				if perr != nil {
-					err = perr
-					break
-				}
-				d.rcodes[f[0]] += n
-			}
-		}
-		if err != nil {
-			return d, fmt.Errorf("dnsperf output, %q: %v", line, err)
-		}
-	}
-	if !haveQPS || !haveSent {
-		return d, fmt.Errorf("no statistics in dnsperf's output:\n%s", lastLines(out, 10))
-	}
-	return d, nil
+func (s *suite) dnsperf(ctx context.Context, port int, dataFile, outPath string) (benchkit.DnsperfResult, error) {
+	return benchkit.Dnsperf{CPU: s.cpuLoad, Port: port, DataFile: dataFile, Duration: s.cfg.duration, Out: outPath}.Run(ctx)
 }
 
 // changes moves the first endpoint of n/2 services to a new address and
 // back, timing each of the n writes from its start through the API to the
 // first DNS answer of addr that reflects it (asked every millisecond).
 // The dataset is left as it was.
-func (s *suite) changes(ctx context.Context, addr string, r *flavourResult, data []*headlessService, n int) error {
+func (s *suite) changes(ctx context.Context, addr string, r *flavourResult, data []*benchkit.HeadlessService, n int) error {
 	for range n / 2 {
 		k := r.changeN / 2
 		// A prime stride spreads the changes over the services.
 		svc := data[(k*7919)%len(data)]
-		original := svc.pods[0].ip
+		original := svc.Pods[0].IP
 		alternate := fmt.Sprintf("10.64.%d.%d", k/250%250, k%250+1)
 		for _, ip := range []string{alternate, original.String()} {
 			program, api, err := s.changeOnce(ctx, addr, svc, ip)
@@ -337,24 +274,24 @@ func (s *suite) changes(ctx context.Context, addr string, r *flavourResult, data
 }
 
 // changeOnce sets the address of svc's first pod through the API.
-func (s *suite) changeOnce(ctx context.Context, addr string, svc *headlessService, ip string) (program, api time.Duration, err error) {
-	slices := s.client.DiscoveryV1().EndpointSlices(svc.namespace)
-	sl, err := slices.Get(ctx, svc.slice, metav1.GetOptions{})
+func (s *suite) changeOnce(ctx context.Context, addr string, svc *benchkit.HeadlessService, ip string) (program, api time.Duration, err error) {
+	slices := s.client.DiscoveryV1().EndpointSlices(svc.Namespace)
+	sl, err := slices.Get(ctx, svc.Slice, metav1.GetOptions{})
 	if err != nil {
 		return 0, 0, err
 	}
 	found := false
 	for i := range sl.Endpoints {
 		ep := &sl.Endpoints[i]
-		if ep.Hostname != nil && *ep.Hostname == svc.pods[0].hostname {
+		if ep.Hostname != nil && *ep.Hostname == svc.Pods[0].Hostname {
 			ep.Addresses = []string{ip}
 			found = true
 		}
 	}
 	if !found {
-		return 0, 0, fmt.Errorf("slice %s/%s has no endpoint %s", svc.namespace, svc.slice, svc.pods[0].hostname)
+		return 0, 0, fmt.Errorf("slice %s/%s has no endpoint %s", svc.Namespace, svc.Slice, svc.Pods[0].Hostname)
 	}
-	q := question{name: podName(svc, svc.pods[0]), qtype: dns.TypeA, want: []string{ip}}
+	q := benchkit.Question{Name: benchkit.PodName(svc, svc.Pods[0]), Qtype: dns.TypeA, Want: []string{ip}}
 	type answer struct {
 		at  time.Time
 		err error
@@ -366,14 +303,14 @@ func (s *suite) changeOnce(ctx context.Context, addr string, svc *headlessServic
 	}
 	sl.Annotations[core.EndpointsLastChangeTriggerTime] = t0.UTC().Format(time.RFC3339Nano)
 	go func() {
-		at, err := waitCorrect(ctx, addr, q, false, time.Millisecond, t0.Add(30*time.Second))
+		at, err := benchkit.WaitCorrect(ctx, addr, q, false, time.Millisecond, t0.Add(30*time.Second))
 		seen <- answer{at, err}
 	}()
 	_, err = slices.Update(ctx, sl, metav1.UpdateOptions{})
 	api = time.Since(t0)
 	if err != nil {
 		<-seen
-		return 0, 0, fmt.Errorf("updating slice %s/%s: %w", svc.namespace, svc.slice, err)
+		return 0, 0, fmt.Errorf("updating slice %s/%s: %w", svc.Namespace, svc.Slice, err)
 	}
 	a := <-seen
 	if a.err != nil {
@@ -383,17 +320,17 @@ func (s *suite) changeOnce(ctx context.Context, addr string, svc *headlessServic
 }
 
 // restore puts an address back after a failed change, best effort.
-func (s *suite) restore(svc *headlessService, ip string) {
+func (s *suite) restore(svc *benchkit.HeadlessService, ip string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sl, err := s.client.DiscoveryV1().EndpointSlices(svc.namespace).Get(ctx, svc.slice, metav1.GetOptions{})
+	sl, err := s.client.DiscoveryV1().EndpointSlices(svc.Namespace).Get(ctx, svc.Slice, metav1.GetOptions{})
 	if err != nil {
 		return
 	}
 	for i := range sl.Endpoints {
-		if ep := &sl.Endpoints[i]; ep.Hostname != nil && *ep.Hostname == svc.pods[0].hostname {
+		if ep := &sl.Endpoints[i]; ep.Hostname != nil && *ep.Hostname == svc.Pods[0].Hostname {
 			ep.Addresses = []string{ip}
 		}
 	}
-	_, _ = s.client.DiscoveryV1().EndpointSlices(svc.namespace).Update(ctx, sl, metav1.UpdateOptions{})
+	_, _ = s.client.DiscoveryV1().EndpointSlices(svc.Namespace).Update(ctx, sl, metav1.UpdateOptions{})
 }

@@ -28,7 +28,7 @@
 // Every process it starts is stopped on exit, Ctrl-C included; every query
 // goes to 127.0.0.1. Environment variables (defaults in brackets):
 //
-//	BENCH_QUICK=1               a short run: 100 + 1000 services, 3 rounds of 3s, fewer changes
+//	BENCH_QUICK=1               a short run: 100 + 1000 services, 3 rounds of 3s, fewer changes and flips
 //	BENCH_HEADLESS_SERVICES     headless Services [1000]
 //	BENCH_CLUSTERIP_SERVICES    ClusterIP Services [10000]
 //	BENCH_PODS                  endpoints per Service [10]
@@ -38,6 +38,8 @@
 //	BENCH_SETTLE                seconds from first right answer to reading RSS [5]
 //	BENCH_CHANGES               endpoint changes per plugin, at least [100]
 //	BENCH_QUERIES               lines of the dnsperf data file [40000]
+//	BENCH_FLIPS                 pod readiness flips on the -cluster control plane [100]
+//	BENCH_FLIP_PODS             pods of that StatefulSet [20]
 //	BENCH_SEED                  seed of the query mix [1]
 //	BENCH_GO_COUNT              -count of the Go benchmarks [3]
 //	BENCH_GO_BENCHTIME          -benchtime of the Go benchmarks [1s]
@@ -49,12 +51,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -65,14 +65,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/headlessdns/headless/test/internal/benchkit"
+
 	"golang.org/x/sys/unix"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 )
 
 type config struct {
 	headless, clusterIP, pods, namespaces int
 	rounds, changes, queries              int
+	flips, flipPods                       int
 	duration, settle                      time.Duration
 	seed                                  uint64
 	goCount                               int
@@ -82,10 +84,10 @@ type config struct {
 
 func loadConfig() (config, error) {
 	c := config{headless: 1000, clusterIP: 10000, pods: 10, namespaces: 20, rounds: 5, changes: 100,
-		queries: 40000, duration: 10 * time.Second, settle: 5 * time.Second, seed: 1, goCount: 3, goBenchtime: "1s"}
+		queries: 40000, flips: 100, flipPods: 20, duration: 10 * time.Second, settle: 5 * time.Second, seed: 1, goCount: 3, goBenchtime: "1s"}
 	c.quick = os.Getenv("BENCH_QUICK") == "1"
 	if c.quick {
-		c.headless, c.clusterIP, c.rounds, c.changes = 100, 1000, 3, 30
+		c.headless, c.clusterIP, c.rounds, c.changes, c.flips = 100, 1000, 3, 30, 20
 		c.duration, c.settle, c.goCount, c.goBenchtime = 3*time.Second, 2*time.Second, 1, "200ms"
 	}
 	var errs []error
@@ -111,6 +113,8 @@ func loadConfig() (config, error) {
 	integer("BENCH_ROUNDS", &c.rounds, 1)
 	integer("BENCH_CHANGES", &c.changes, 2)
 	integer("BENCH_QUERIES", &c.queries, 4)
+	integer("BENCH_FLIPS", &c.flips, 2)
+	integer("BENCH_FLIP_PODS", &c.flipPods, 2)
 	integer("BENCH_GO_COUNT", &c.goCount, 1)
 	seconds("BENCH_DURATION", &c.duration)
 	seconds("BENCH_SETTLE", &c.settle)
@@ -123,6 +127,9 @@ func loadConfig() (config, error) {
 	c.skipGo = os.Getenv("BENCH_SKIP_GO") == "1"
 	c.noCache = os.Getenv("BENCH_NO_CACHE") == "1"
 	c.keep = os.Getenv("BENCH_KEEP") == "1"
+	if c.flipPods > 25 {
+		errs = append(errs, errors.New("BENCH_FLIP_PODS: at most 25 (the service's A answer must fit 512 bytes)"))
+	}
 	if c.pods > 1000 {
 		errs = append(errs, errors.New("BENCH_PODS: at most 1000"))
 	}
@@ -135,16 +142,12 @@ func (c config) datasetName() string {
 
 var started = time.Now()
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "[%4.0fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
-}
-
 func main() {
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err := run(ctx)
 	interrupted := ctx.Err() != nil // before cancel, which ends ctx in any case
 	cancel()
-	stopAll()
+	benchkit.StopAll()
 	if err != nil {
 		if interrupted {
 			fmt.Fprintln(os.Stderr, "benchsuite: interrupted")
@@ -186,10 +189,10 @@ func run(ctx context.Context) error {
 		return err
 	}
 	s := &suite{cfg: cfg}
-	if err := s.locate(); err != nil {
+	if s.root, s.test, err = benchkit.Locate(); err != nil {
 		return err
 	}
-	if err := s.tools(); err != nil {
+	if s.cpuServer, s.cpuLoad, err = benchkit.Tools(); err != nil {
 		return err
 	}
 	s.work, err = os.MkdirTemp("", "headless-benchsuite.")
@@ -197,24 +200,26 @@ func run(ctx context.Context) error {
 		return err
 	}
 	if cfg.keep {
-		logf("work directory (kept): %s", s.work)
+		benchkit.Logf("work directory (kept): %s", s.work)
 	} else {
 		defer os.RemoveAll(s.work)
 	}
 
-	var testenv, populate string
+	var testenv, kwok, populate string
 	if err := s.timed("build", func() error {
-		logf("building CoreDNS (cmd/coredns), populate and kube-testenv")
+		benchkit.Logf("building CoreDNS (cmd/coredns), populate, kube-testenv and kwok")
 		s.coredns = filepath.Join(s.work, "coredns")
 		populate = filepath.Join(s.work, "populate")
-		if err := goCmd(ctx, s.root, "build", "-o", s.coredns, "./cmd/coredns"); err != nil {
+		if err := benchkit.GoCmd(ctx, s.root, "build", "-o", s.coredns, "./cmd/coredns"); err != nil {
 			return err
 		}
-		if err := goCmd(ctx, s.test, "build", "-o", populate, "./populate"); err != nil {
+		if err := benchkit.GoCmd(ctx, s.test, "build", "-o", populate, "./populate"); err != nil {
 			return err
 		}
-		out, err := exec.CommandContext(ctx, "bash", filepath.Join(s.test, "testenv.sh")).Output()
-		testenv = strings.TrimSpace(string(out))
+		paths, err := benchkit.TestenvBinaries(ctx, s.test, "kube-testenv", "kwok")
+		if err == nil {
+			testenv, kwok = paths[0], paths[1]
+		}
 		return err
 	}); err != nil {
 		return fmt.Errorf("build: %w", err)
@@ -228,7 +233,10 @@ func run(ctx context.Context) error {
 	if err := s.live(ctx, res); err != nil {
 		return err
 	}
-	cp.stop()
+	cp.Stop()
+	if err := s.timed("cluster flips", func() error { return s.clusterFlips(ctx, res, testenv, kwok) }); err != nil {
+		return fmt.Errorf("readiness flips on a -cluster control plane: %w", err)
+	}
 	if cfg.skipGo {
 		res.goErr = errors.New("skipped (BENCH_SKIP_GO=1)")
 	} else if err := s.timed("Go benchmarks", func() error { return s.goBench(ctx, res) }); err != nil {
@@ -236,85 +244,12 @@ func run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		res.goErr = err
-		logf("Go benchmarks failed: %v", err)
+		benchkit.Logf("Go benchmarks failed: %v", err)
 	}
 	res.phases = s.phases
 	res.print(os.Stdout, s)
-	logf("done")
+	benchkit.Logf("done")
 	return nil
-}
-
-// locate finds the repository root from the working directory.
-func (s *suite) locate() error {
-	dir, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "cmd", "coredns")); err == nil {
-			if _, err := os.Stat(filepath.Join(d, "test", "testenv.sh")); err == nil {
-				s.root, s.test = d, filepath.Join(d, "test")
-				return nil
-			}
-		}
-		if filepath.Dir(d) == d {
-			return fmt.Errorf("run from inside the headless repository (no cmd/coredns and test/testenv.sh above %s)", dir)
-		}
-	}
-}
-
-// tools makes sure dnsperf and taskset exist (installing dnsperf with apt
-// when running as root) and picks the two CPUs.
-func (s *suite) tools() error {
-	if _, err := exec.LookPath("dnsperf"); err != nil {
-		if os.Geteuid() != 0 {
-			return errors.New("dnsperf is missing: install it (Debian/Ubuntu: apt-get install dnsperf) or run as root to have it installed")
-		}
-		if _, err := exec.LookPath("apt-get"); err != nil {
-			return errors.New("dnsperf is missing and there is no apt-get to install it with")
-		}
-		logf("installing dnsperf with apt-get")
-		for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "dnsperf"}} {
-			cmd := exec.Command("apt-get", args...)
-			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-		}
-		if _, err := exec.LookPath("dnsperf"); err != nil {
-			return errors.New("dnsperf still missing after apt-get install dnsperf")
-		}
-	}
-	if _, err := exec.LookPath("taskset"); err != nil {
-		return errors.New("taskset is missing (Debian: util-linux)")
-	}
-	var set unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return err
-	}
-	var cpus []int
-	for i := range 1024 {
-		if set.IsSet(i) {
-			cpus = append(cpus, i)
-		}
-	}
-	switch {
-	case len(cpus) == 0:
-		return errors.New("no CPU in this process's affinity mask")
-	case len(cpus) == 1:
-		logf("warning: one CPU only: CoreDNS and dnsperf share CPU %d", cpus[0])
-		s.cpuServer, s.cpuLoad = strconv.Itoa(cpus[0]), strconv.Itoa(cpus[0])
-	default:
-		s.cpuServer, s.cpuLoad = strconv.Itoa(cpus[0]), strconv.Itoa(cpus[1])
-	}
-	return nil
-}
-
-func goCmd(ctx context.Context, dir string, args ...string) error {
-	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	return cmd.Run()
 }
 
 // datasetMarker records what a cached control-plane directory holds.
@@ -324,7 +259,7 @@ type datasetMarker struct {
 }
 
 // controlPlane starts kube-testenv and makes sure it holds the dataset.
-func (s *suite) controlPlane(ctx context.Context, testenv, populate string) (*proc, error) {
+func (s *suite) controlPlane(ctx context.Context, testenv, populate string) (*benchkit.Testenv, error) {
 	cfg := s.cfg
 	dir := filepath.Join(s.work, "controlplane")
 	want := datasetMarker{Testenv: filepath.Base(testenv), Dataset: cfg.datasetName()}
@@ -349,7 +284,7 @@ func (s *suite) controlPlane(ctx context.Context, testenv, populate string) (*pr
 			return nil, err
 		}
 		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-			logf("%s is in use by another run: using a temporary control plane", d)
+			benchkit.Logf("%s is in use by another run: using a temporary control plane", d)
 			lock.Close()
 		} else {
 			dir = d
@@ -365,61 +300,26 @@ func (s *suite) controlPlane(ctx context.Context, testenv, populate string) (*pr
 		return nil, err
 	}
 
-	var cp *proc
+	var cp *benchkit.Testenv
 	err := s.timed("control plane start", func() error {
-		logf("starting kube-testenv in %s", dir)
-		cmd := exec.Command(testenv, "-dir", dir)
-		errLog, err := os.Create(filepath.Join(s.work, "kube-testenv.stderr"))
+		benchkit.Logf("starting kube-testenv in %s", dir)
+		var err error
+		cp, err = benchkit.StartTestenv(ctx, testenv, dir, filepath.Join(s.work, "kube-testenv.stderr"), 4*time.Minute)
 		if err != nil {
 			return err
 		}
-		defer errLog.Close()
-		cmd.Stderr = errLog
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			return err
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			return err
-		}
-		cp = &proc{name: "kube-testenv", cmd: cmd, done: make(chan struct{}), stdin: stdin}
-		if err := cp.start(); err != nil {
-			return err
-		}
-		line := make(chan string, 1)
-		go func() {
-			l, _ := bufio.NewReader(stdout).ReadString('\n')
-			line <- strings.TrimSpace(l)
-			_, _ = io.Copy(io.Discard, stdout)
-		}()
-		select {
-		case s.kubeconfig = <-line:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(4 * time.Minute):
-		}
-		if s.kubeconfig == "" {
-			return fmt.Errorf("kube-testenv did not become ready:\n%s\n%s", tail(errLog.Name(), 20), tail(filepath.Join(dir, "kube-testenv.log"), 20))
-		}
-		rc, err := clientcmd.BuildConfigFromFlags("", s.kubeconfig)
-		if err != nil {
-			return err
-		}
-		rc.QPS, rc.Burst = 1000, 1000
-		s.client, err = kubernetes.NewForConfig(rc)
-		return err
+		s.kubeconfig, s.client = cp.Kubeconfig, cp.Client
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("control plane: %w", err)
 	}
 	if cached {
-		logf("reusing the cached dataset %s", cfg.datasetName())
+		benchkit.Logf("reusing the cached dataset %s", cfg.datasetName())
 		return cp, nil
 	}
 	err = s.timed("populate", func() error {
-		logf("creating %d headless and %d ClusterIP services of %d endpoints each in %d namespaces",
+		benchkit.Logf("creating %d headless and %d ClusterIP services of %d endpoints each in %d namespaces",
 			cfg.headless, cfg.clusterIP, cfg.pods, cfg.namespaces)
 		cmd := exec.CommandContext(ctx, populate, "-kubeconfig", s.kubeconfig, "-services", strconv.Itoa(cfg.headless),
 			"-clusterip-services", strconv.Itoa(cfg.clusterIP), "-pods", strconv.Itoa(cfg.pods),
@@ -439,7 +339,7 @@ func (s *suite) controlPlane(ctx context.Context, testenv, populate string) (*pr
 
 // goBench runs the root package's benchmarks and keeps the median of each.
 func (s *suite) goBench(ctx context.Context, res *results) error {
-	logf("running the Go benchmarks (go test -bench, -count %d, -benchtime %s)", s.cfg.goCount, s.cfg.goBenchtime)
+	benchkit.Logf("running the Go benchmarks (go test -bench, -count %d, -benchtime %s)", s.cfg.goCount, s.cfg.goBenchtime)
 	args := []string{"test", "-run", "^$", "-bench", "^(BenchmarkServeDNS|BenchmarkSideBySide|BenchmarkSliceUpdate)$",
 		"-benchmem", "-count", strconv.Itoa(s.cfg.goCount), "-benchtime", s.cfg.goBenchtime, "."}
 	quoted := make([]string, len(args))
@@ -455,18 +355,13 @@ func (s *suite) goBench(ctx context.Context, res *results) error {
 	out, err := cmd.CombinedOutput()
 	_ = os.WriteFile(filepath.Join(s.work, "gobench.txt"), out, 0o644)
 	if err != nil {
-		return fmt.Errorf("%v\n%s", err, lastLines(string(out), 15))
+		return fmt.Errorf("%v\n%s", err, benchkit.LastLines(string(out), 15))
 	}
 	res.goBench = parseGoBench(string(out))
 	if len(res.goBench) == 0 {
 		return errors.New("no benchmark results in the output of go test")
 	}
 	return nil
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // cpuCount is for the report.

@@ -1,4 +1,4 @@
-package main
+package benchkit
 
 import (
 	"bufio"
@@ -21,44 +21,64 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-const zone = "cluster.local."
+const Zone = "cluster.local."
 
-// headlessService is one headless Service of the dataset as the API server
+// HeadlessService is one headless Service of the dataset as the API server
 // holds it: what the expected answers are computed from.
-type headlessService struct {
-	namespace, name, slice string
-	port                   string // the slice's first port: name
-	portNumber             int32  // and number
-	pods                   []pod  // ready endpoints with a hostname
+type HeadlessService struct {
+	Namespace, Name, Slice string
+	Port                   string // the slice's first port: name
+	PortNumber             int32  // and number
+	Pods                   []Pod  // ready endpoints with a hostname
 }
 
-type pod struct {
-	hostname string
-	ip       netip.Addr
+type Pod struct {
+	Hostname string
+	IP       netip.Addr
 }
 
-func (s *headlessService) fqdn() string { return s.name + "." + s.namespace + ".svc." + zone }
+func (s *HeadlessService) FQDN() string { return s.Name + "." + s.Namespace + ".svc." + Zone }
 
-// loadDataset lists the headless Services' EndpointSlices in the benchmark's
-// namespaces (prefix "bench-"), sorted by namespace and name.
-func loadDataset(ctx context.Context, client kubernetes.Interface) ([]*headlessService, int, error) {
-	list, err := client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{LabelSelector: core.IsHeadlessService})
-	if err != nil {
-		return nil, 0, fmt.Errorf("listing headless EndpointSlices: %w", err)
+// LoadDataset lists the headless Services' EndpointSlices in the namespaces
+// whose names start with prefix and returns their Services, each with the
+// ready endpoints of all its IPv4 slices that have a hostname, sorted by
+// namespace and name, and the number of those endpoints. A Service's port
+// and Slice are those of its first slice (by name).
+func LoadDataset(ctx context.Context, client kubernetes.Interface, prefix string) ([]*HeadlessService, int, error) {
+	var items []discovery.EndpointSlice
+	for cont := ""; ; {
+		list, err := client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{LabelSelector: core.IsHeadlessService, Limit: 2000, Continue: cont})
+		if err != nil {
+			return nil, 0, fmt.Errorf("listing headless EndpointSlices: %w", err)
+		}
+		items = append(items, list.Items...)
+		if cont = list.Continue; cont == "" {
+			break
+		}
 	}
-	var out []*headlessService
+	slices.SortFunc(items, func(a, b discovery.EndpointSlice) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	byName := map[string]*HeadlessService{}
+	var out []*HeadlessService
 	endpoints := 0
-	for i := range list.Items {
-		s := &list.Items[i]
-		if !strings.HasPrefix(s.Namespace, "bench-") || s.AddressType != discovery.AddressTypeIPv4 || len(s.Ports) == 0 {
+	for i := range items {
+		s := &items[i]
+		if !strings.HasPrefix(s.Namespace, prefix) || s.AddressType != discovery.AddressTypeIPv4 || len(s.Ports) == 0 {
 			continue
 		}
 		p := s.Ports[0]
 		if p.Name == nil || p.Port == nil {
 			continue
 		}
-		hs := &headlessService{namespace: s.Namespace, name: s.Labels[discovery.LabelServiceName], slice: s.Name,
-			port: *p.Name, portNumber: *p.Port}
+		key := s.Namespace + "/" + s.Labels[discovery.LabelServiceName]
+		hs := byName[key]
+		if hs == nil {
+			hs = &HeadlessService{Namespace: s.Namespace, Name: s.Labels[discovery.LabelServiceName], Slice: s.Name,
+				Port: *p.Name, PortNumber: *p.Port}
+			byName[key] = hs
+			out = append(out, hs)
+		}
 		for _, ep := range s.Endpoints {
 			if ep.Hostname == nil || len(ep.Addresses) != 1 || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
 				continue
@@ -67,80 +87,78 @@ func loadDataset(ctx context.Context, client kubernetes.Interface) ([]*headlessS
 			if err != nil {
 				return nil, 0, fmt.Errorf("slice %s/%s: %v", s.Namespace, s.Name, err)
 			}
-			hs.pods = append(hs.pods, pod{hostname: *ep.Hostname, ip: ip})
+			hs.Pods = append(hs.Pods, Pod{Hostname: *ep.Hostname, IP: ip})
 			endpoints++
 		}
-		if len(hs.pods) > 0 {
-			out = append(out, hs)
-		}
 	}
-	slices.SortFunc(out, func(a, b *headlessService) int {
-		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.name, b.name))
+	out = slices.DeleteFunc(out, func(s *HeadlessService) bool { return len(s.Pods) == 0 })
+	slices.SortFunc(out, func(a, b *HeadlessService) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
 	return out, endpoints, nil
 }
 
-// question is one query of the mix and the answer it must get: the sorted
+// Question is one query of the mix and the answer it must get: the sorted
 // data of the answer RRset of qtype (A: addresses; SRV: "port target";
 // PTR: targets), owner names and TTLs aside.
-type question struct {
-	name  string
-	qtype uint16
-	want  []string
+type Question struct {
+	Name  string
+	Qtype uint16
+	Want  []string
 }
 
-func podName(s *headlessService, p pod) string { return p.hostname + "." + s.fqdn() }
+func PodName(s *HeadlessService, p Pod) string { return p.Hostname + "." + s.FQDN() }
 
-func serviceA(s *headlessService) question {
-	q := question{name: s.fqdn(), qtype: dns.TypeA}
-	for _, p := range s.pods {
-		q.want = append(q.want, p.ip.String())
+func ServiceA(s *HeadlessService) Question {
+	q := Question{Name: s.FQDN(), Qtype: dns.TypeA}
+	for _, p := range s.Pods {
+		q.Want = append(q.Want, p.IP.String())
 	}
-	slices.Sort(q.want)
+	slices.Sort(q.Want)
 	return q
 }
 
-func podA(s *headlessService, p pod) question {
-	return question{name: podName(s, p), qtype: dns.TypeA, want: []string{p.ip.String()}}
+func PodA(s *HeadlessService, p Pod) Question {
+	return Question{Name: PodName(s, p), Qtype: dns.TypeA, Want: []string{p.IP.String()}}
 }
 
-func serviceSRV(s *headlessService) question {
-	q := question{name: "_" + s.port + "._tcp." + s.fqdn(), qtype: dns.TypeSRV}
-	for _, p := range s.pods {
-		q.want = append(q.want, fmt.Sprintf("%d %s", s.portNumber, podName(s, p)))
+func ServiceSRV(s *HeadlessService) Question {
+	q := Question{Name: "_" + s.Port + "._tcp." + s.FQDN(), Qtype: dns.TypeSRV}
+	for _, p := range s.Pods {
+		q.Want = append(q.Want, fmt.Sprintf("%d %s", s.PortNumber, PodName(s, p)))
 	}
-	slices.Sort(q.want)
+	slices.Sort(q.Want)
 	return q
 }
 
-func podPTR(s *headlessService, p pod) question {
-	name, _ := dns.ReverseAddr(p.ip.String())
-	return question{name: name, qtype: dns.TypePTR, want: []string{podName(s, p)}}
+func PodPTR(s *HeadlessService, p Pod) Question {
+	name, _ := dns.ReverseAddr(p.IP.String())
+	return Question{Name: name, Qtype: dns.TypePTR, Want: []string{PodName(s, p)}}
 }
 
-// mix draws n questions from the dataset, deterministically from seed: a
+// Mix draws n questions from the dataset, deterministically from seed: a
 // quarter each of service A, pod A, SRV and PTR, interleaved, each on a
 // service (and pod) drawn at random. It returns the questions in order and
 // the distinct ones.
-func mix(data []*headlessService, n int, seed uint64) (all, distinct []question) {
+func Mix(data []*HeadlessService, n int, seed uint64) (all, distinct []Question) {
 	r := rand.New(rand.NewPCG(seed, 0x6865616466756c))
 	seen := map[string]bool{}
 	for i := range n {
 		s := data[r.IntN(len(data))]
-		p := s.pods[r.IntN(len(s.pods))]
-		var q question
+		p := s.Pods[r.IntN(len(s.Pods))]
+		var q Question
 		switch i % 4 {
 		case 0:
-			q = serviceA(s)
+			q = ServiceA(s)
 		case 1:
-			q = podA(s, p)
+			q = PodA(s, p)
 		case 2:
-			q = serviceSRV(s)
+			q = ServiceSRV(s)
 		default:
-			q = podPTR(s, p)
+			q = PodPTR(s, p)
 		}
 		all = append(all, q)
-		if key := q.name + "/" + dns.TypeToString[q.qtype]; !seen[key] {
+		if key := q.Name + "/" + dns.TypeToString[q.Qtype]; !seen[key] {
 			seen[key] = true
 			distinct = append(distinct, q)
 		}
@@ -148,15 +166,15 @@ func mix(data []*headlessService, n int, seed uint64) (all, distinct []question)
 	return all, distinct
 }
 
-// writeDnsperfFile writes the questions in dnsperf's "name TYPE" format.
-func writeDnsperfFile(path string, qs []question) error {
+// WriteDnsperfFile writes the questions in dnsperf's "name TYPE" format.
+func WriteDnsperfFile(path string, qs []Question) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	w := bufio.NewWriter(f)
 	for _, q := range qs {
-		fmt.Fprintf(w, "%s %s\n", q.name, dns.TypeToString[q.qtype])
+		fmt.Fprintf(w, "%s %s\n", q.Name, dns.TypeToString[q.Qtype])
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
@@ -165,9 +183,9 @@ func writeDnsperfFile(path string, qs []question) error {
 	return f.Close()
 }
 
-// ask sends one question over UDP without EDNS0, as dnsperf does, and again
+// Ask sends one question over UDP without EDNS0, as dnsperf does, and again
 // over TCP if the reply is truncated.
-func ask(addr string, name string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
+func Ask(addr string, name string, qtype uint16, timeout time.Duration) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	c := &dns.Client{Net: "udp", Timeout: timeout}
@@ -179,14 +197,14 @@ func ask(addr string, name string, qtype uint16, timeout time.Duration) (*dns.Ms
 	return r, err
 }
 
-// verdict is "" when the reply is the expected answer, else what is wrong.
-func verdict(q question, r *dns.Msg) string {
+// Verdict is "" when the reply is the expected answer, else what is wrong.
+func Verdict(q Question, r *dns.Msg) string {
 	if r.Rcode != dns.RcodeSuccess {
 		return "rcode " + dns.RcodeToString[r.Rcode]
 	}
 	var got []string
 	for _, rr := range r.Answer {
-		if rr.Header().Rrtype != q.qtype || !strings.EqualFold(rr.Header().Name, q.name) {
+		if rr.Header().Rrtype != q.Qtype || !strings.EqualFold(rr.Header().Name, q.Name) {
 			continue
 		}
 		switch rr := rr.(type) {
@@ -199,21 +217,21 @@ func verdict(q question, r *dns.Msg) string {
 		}
 	}
 	slices.Sort(got)
-	if !slices.Equal(got, q.want) {
-		return fmt.Sprintf("answer %v, want %v", got, q.want)
+	if !slices.Equal(got, q.Want) {
+		return fmt.Sprintf("answer %v, want %v", got, q.Want)
 	}
 	return ""
 }
 
-// checkResult is the outcome of asking every question once.
-type checkResult struct {
-	asked, wrong int
-	examples     []string
+// CheckResult is the outcome of asking every question once.
+type CheckResult struct {
+	Asked, Wrong int
+	Examples     []string
 }
 
-// check asks every question of addr (8 at a time) and counts the wrong
+// Check asks every question of addr (8 at a time) and counts the wrong
 // answers. With rcodeOnly, any NOERROR reply is right (whoami).
-func check(ctx context.Context, addr string, qs []question, rcodeOnly bool) checkResult {
+func Check(ctx context.Context, addr string, qs []Question, rcodeOnly bool) CheckResult {
 	var (
 		next, wrong atomic.Int64
 		mu          sync.Mutex
@@ -228,7 +246,7 @@ func check(ctx context.Context, addr string, qs []question, rcodeOnly bool) chec
 					return
 				}
 				q := qs[i]
-				r, err := ask(addr, q.name, q.qtype, 2*time.Second)
+				r, err := Ask(addr, q.Name, q.Qtype, 2*time.Second)
 				problem := ""
 				switch {
 				case err != nil:
@@ -238,13 +256,13 @@ func check(ctx context.Context, addr string, qs []question, rcodeOnly bool) chec
 						problem = "rcode " + dns.RcodeToString[r.Rcode]
 					}
 				default:
-					problem = verdict(q, r)
+					problem = Verdict(q, r)
 				}
 				if problem != "" {
 					wrong.Add(1)
 					mu.Lock()
 					if len(examples) < 5 {
-						examples = append(examples, fmt.Sprintf("%s %s: %s", q.name, dns.TypeToString[q.qtype], problem))
+						examples = append(examples, fmt.Sprintf("%s %s: %s", q.Name, dns.TypeToString[q.Qtype], problem))
 					}
 					mu.Unlock()
 				}
@@ -252,17 +270,17 @@ func check(ctx context.Context, addr string, qs []question, rcodeOnly bool) chec
 		})
 	}
 	wg.Wait()
-	return checkResult{asked: len(qs), wrong: int(wrong.Load()), examples: examples}
+	return CheckResult{Asked: len(qs), Wrong: int(wrong.Load()), Examples: examples}
 }
 
-// waitCorrect asks q of addr every interval until the answer is right (any
+// WaitCorrect asks q of addr every interval until the answer is right (any
 // NOERROR reply with rcodeOnly) and returns when that answer arrived. It
 // gives up at the deadline.
-func waitCorrect(ctx context.Context, addr string, q question, rcodeOnly bool, interval time.Duration, deadline time.Time) (time.Time, error) {
+func WaitCorrect(ctx context.Context, addr string, q Question, rcodeOnly bool, interval time.Duration, deadline time.Time) (time.Time, error) {
 	last := "no reply"
 	for {
 		sent := time.Now()
-		r, err := ask(addr, q.name, q.qtype, 50*time.Millisecond)
+		r, err := Ask(addr, q.Name, q.Qtype, 50*time.Millisecond)
 		now := time.Now()
 		switch {
 		case err != nil:
@@ -270,12 +288,12 @@ func waitCorrect(ctx context.Context, addr string, q question, rcodeOnly bool, i
 		case rcodeOnly && r.Rcode == dns.RcodeSuccess:
 			return now, nil
 		case !rcodeOnly:
-			if last = verdict(q, r); last == "" {
+			if last = Verdict(q, r); last == "" {
 				return now, nil
 			}
 		}
 		if now.After(deadline) {
-			return now, fmt.Errorf("%s %s: no right answer in time (last: %s)", q.name, dns.TypeToString[q.qtype], last)
+			return now, fmt.Errorf("%s %s: no right answer in time (last: %s)", q.Name, dns.TypeToString[q.Qtype], last)
 		}
 		if err := ctx.Err(); err != nil {
 			return now, err

@@ -1,4 +1,8 @@
-package main
+// Package benchkit is what make bench (test/benchsuite) and make scale
+// (test/scale) share: child processes that are always stopped, memory
+// readings, dnsperf runs, the headless query mix and its expected answers,
+// kube-testenv start-up, statistics and table cells.
+package benchkit
 
 import (
 	"bufio"
@@ -15,26 +19,26 @@ import (
 	"time"
 )
 
-// proc is one child process the suite started. Every proc is registered
-// until it is stopped, so that stopAll can end whatever is left on any exit.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has exited and been reaped
-	err  error         // its exit status, valid after done
+// Proc is one child process the suite started. Every Proc is registered
+// until it is stopped, so that StopAll can end whatever is left on any exit.
+type Proc struct {
+	Name string
+	Cmd  *exec.Cmd
+	Done chan struct{} // closed once the process has exited and been reaped
+	Err  error         // its exit status, valid after Done
 	// stdin, when set, is the write end of the child's stdin: closing it
 	// asks kube-testenv to shut down.
-	stdin io.WriteCloser
+	Stdin io.WriteCloser
 }
 
 var (
 	procsMu sync.Mutex
-	procs   []*proc
+	procs   []*Proc
 )
 
-// startProc starts a command with its output appended to logPath. The child
+// StartProc starts a command with its output appended to logPath. The child
 // gets SIGTERM if the suite dies without cleaning up.
-func startProc(name, logPath string, env []string, args ...string) (*proc, error) {
+func StartProc(name, logPath string, env []string, args ...string) (*Proc, error) {
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -44,29 +48,29 @@ func startProc(name, logPath string, env []string, args ...string) (*proc, error
 	defer logFile.Close()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	return p, p.start()
+	p := &Proc{Name: name, Cmd: cmd, Done: make(chan struct{})}
+	return p, p.Start()
 }
 
-func (p *proc) start() error {
-	if err := p.cmd.Start(); err != nil {
-		return fmt.Errorf("starting %s: %w", p.name, err)
+func (p *Proc) Start() error {
+	if err := p.Cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", p.Name, err)
 	}
 	procsMu.Lock()
 	procs = append(procs, p)
 	procsMu.Unlock()
 	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
+		p.Err = p.Cmd.Wait()
+		close(p.Done)
 	}()
 	return nil
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+func (p *Proc) PID() int { return p.Cmd.Process.Pid }
 
-func (p *proc) exited() bool {
+func (p *Proc) Exited() bool {
 	select {
-	case <-p.done:
+	case <-p.Done:
 		return true
 	default:
 		return false
@@ -76,7 +80,7 @@ func (p *proc) exited() bool {
 // stop asks the process to exit (stdin closed, SIGTERM), gives it 10
 // seconds, then kills it. The process is reaped, so its PID is never
 // signalled again.
-func (p *proc) stop() {
+func (p *Proc) Stop() {
 	procsMu.Lock()
 	for i, q := range procs {
 		if q == p {
@@ -85,22 +89,22 @@ func (p *proc) stop() {
 		}
 	}
 	procsMu.Unlock()
-	if p.stdin != nil {
-		_ = p.stdin.Close()
+	if p.Stdin != nil {
+		_ = p.Stdin.Close()
 	}
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	if !p.Exited() {
+		_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	}
 	select {
-	case <-p.done:
+	case <-p.Done:
 	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = p.Cmd.Process.Kill()
+		<-p.Done
 	}
 }
 
-// stopAll stops every process still running, the last started first.
-func stopAll() {
+// StopAll stops every process still running, the last started first.
+func StopAll() {
 	for {
 		procsMu.Lock()
 		if len(procs) == 0 {
@@ -109,12 +113,16 @@ func stopAll() {
 		}
 		p := procs[len(procs)-1]
 		procsMu.Unlock()
-		p.stop()
+		p.Stop()
 	}
 }
 
-// rssKiB is the resident set size of a process, from /proc/PID/status.
-func rssKiB(pid int) (int64, error) {
+// RSSKiB is the resident set size of a process, from /proc/PID/status.
+func RSSKiB(pid int) (int64, error) { return StatusKiB(pid, "VmRSS") }
+
+// StatusKiB reads one "Vm...:   N kB" line of /proc/PID/status (VmRSS,
+// VmHWM, ...).
+func StatusKiB(pid int, field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
@@ -122,15 +130,22 @@ func rssKiB(pid int) (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 		}
 	}
-	return 0, errors.New("no VmRSS line")
+	return 0, fmt.Errorf("no %s line in /proc/%d/status", field, pid)
 }
 
-// freePort returns a port free for both UDP and TCP on 127.0.0.1.
-func freePort() (int, error) {
+// ResetPeakRSS sets a process's VmHWM back to its current RSS (Linux 4.0
+// and later: "5" written to /proc/PID/clear_refs), so that a later VmHWM
+// is the peak since now.
+func ResetPeakRSS(pid int) error {
+	return os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+}
+
+// FreePort returns a port free for both UDP and TCP on 127.0.0.1.
+func FreePort() (int, error) {
 	for range 50 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -148,7 +163,7 @@ func freePort() (int, error) {
 }
 
 // tail returns the last n lines of a file, for error messages.
-func tail(path string, n int) string {
+func Tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
