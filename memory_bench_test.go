@@ -65,7 +65,7 @@ func BenchmarkRetainedBytesPerEndpoint(b *testing.B) {
 		}
 		before := heapInUse()
 		store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{byService: sliceService})
-		transform := slimSlice(opts)
+		transform := slimSlice(opts, nil)
 		for _, s := range raw {
 			slim, _ := transform(s.DeepCopy())
 			_ = store.Add(slim)

@@ -2,8 +2,11 @@ package headless
 
 import (
 	"net/netip"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	core "k8s.io/api/core/v1"
@@ -59,13 +62,16 @@ type serviceInfo struct {
 	hasSelector bool
 }
 
-// slimService is the transform of Services.
-func slimService(obj any) (any, error) {
-	s, ok := obj.(*core.Service)
-	if !ok {
-		return obj, nil
+// slimService returns the transform of Services.
+func slimService(in *intake) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		s, ok := obj.(*core.Service)
+		if !ok {
+			return obj, nil
+		}
+		in.took(decodedSize(s))
+		return &serviceInfo{objectKey: keyOf(s.ObjectMeta), headless: s.Spec.ClusterIP == core.ClusterIPNone, hasSelector: len(s.Spec.Selector) > 0}, nil
 	}
-	return &serviceInfo{objectKey: keyOf(s.ObjectMeta), headless: s.Spec.ClusterIP == core.ClusterIPNone, hasSelector: len(s.Spec.Selector) > 0}, nil
 }
 
 // slimServiceImport is the transform of ServiceImports.
@@ -126,13 +132,14 @@ func (a endpointAddress) ready() bool { return a.flags&addressReady != 0 }
 // readiness and name: its hostname; with endpoint_pod_names, its pod's
 // name; with zonal, its zone. Everything else of the slice is dropped here:
 // managedFields, hints, node names, owner references, other annotations.
-func slimSlice(opts buildOptions) cache.TransformFunc {
+func slimSlice(opts buildOptions, in *intake) cache.TransformFunc {
 	zones := &interned{}
 	return func(obj any) (any, error) {
 		s, ok := obj.(*discovery.EndpointSlice)
 		if !ok {
 			return obj, nil
 		}
+		in.took(decodedSize(s))
 		out := &sliceInfo{objectKey: keyOf(s.ObjectMeta), ports: srvPorts(s.Ports)}
 		out.service = s.Labels[discovery.LabelServiceName]
 		if opts.clusterset {
@@ -216,6 +223,53 @@ func topologyZone(zone *string) string {
 	}
 	return strings.ToLower(*zone)
 }
+
+// intake keeps the heap near its live size while a large list comes in.
+// After an API server restart every informer lists again, and each object
+// is decoded whole before its transform slims it: that garbage, the
+// objects' full size, would grow the heap, and the process's resident
+// memory, to twice the live data before the collector runs (GOGC=100),
+// just when a cluster-wide restart hits every DNS replica at once. The
+// transforms count what they take in, and past a share of the live heap
+// the intake collects. Ordinary change rates reach that share rarely.
+type intake struct {
+	taken  atomic.Int64
+	budget atomic.Int64 // bytes taken in between collections
+}
+
+// intakeShare is the share of the live heap that objects taken in may add
+// before a collection; at least intakeMin. The estimate of what decoding
+// took counts about half of what the watch stream allocates around it, so
+// the heap grows by about twice that share.
+const (
+	intakeShare = 16 // 1/16
+	intakeMin   = 1 << 20
+)
+
+func newIntake() *intake {
+	in := &intake{}
+	in.budget.Store(intakeMin)
+	return in
+}
+
+// took counts n bytes of decoded objects, and collects when they pass the
+// budget. A nil intake counts nothing.
+func (in *intake) took(n int) {
+	if in == nil || in.taken.Add(int64(n)) < in.budget.Load() {
+		return
+	}
+	in.taken.Store(0)
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() == metrics.KindUint64 {
+		in.budget.Store(max(intakeMin, int64(sample[0].Value.Uint64())/intakeShare))
+	}
+}
+
+// decodedSize estimates what decoding an object allocated: about three
+// times its protobuf size (measured for controller-written EndpointSlices).
+func decodedSize(obj interface{ Size() int }) int { return 3 * obj.Size() }
 
 // interned shares one copy of each string among the slim objects: a
 // cluster has a handful of zones and thousands of endpoints naming them.

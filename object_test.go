@@ -13,7 +13,7 @@ import (
 
 // slim turns API slices into what the informers keep of them.
 func slim(opts buildOptions, in ...*discovery.EndpointSlice) []*sliceInfo {
-	transform := slimSlice(opts)
+	transform := slimSlice(opts, nil)
 	out := make([]*sliceInfo, len(in))
 	for i, s := range in {
 		obj, _ := transform(s)

@@ -42,6 +42,7 @@ type watcher struct {
 	clusterset *index // with multicluster: ServiceImports' answer sets
 	importOpts buildOptions
 	health     *apiServerHealth
+	intake     *intake // what the transforms take in; collects during large lists
 	namespaces map[string]*nsWatch
 	synced     []cache.InformerSynced
 	slicesHeld atomic.Int64 // EndpointSlices in its informers' stores
@@ -58,6 +59,7 @@ func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, cl
 		clusterset: clusterset,
 		importOpts: cfg.importOptions(),
 		health:     health,
+		intake:     newIntake(),
 		namespaces: map[string]*nsWatch{},
 	}
 	namespaces := cfg.namespaces
@@ -78,7 +80,7 @@ func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, cl
 						return services.Watch(ctx, headlessServices(o, cfg.labels))
 					})
 				},
-			}, &core.Service{}, slimService, nil, "services", cache.ResourceEventHandlerFuncs{
+			}, &core.Service{}, slimService(w.intake), nil, "services", cache.ResourceEventHandlerFuncs{
 				AddFunc: w.serviceChanged,
 				UpdateFunc: func(old, obj any) {
 					if !unchanged(old, obj) {
@@ -103,7 +105,7 @@ func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, cl
 					o.LabelSelector = selector
 					return untilReachable(ctx, health, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
 				},
-			}, &discovery.EndpointSlice{}, slimSlice(cfg.buildOptions()), cache.Indexers{byService: sliceService}, "endpointslices",
+			}, &discovery.EndpointSlice{}, slimSlice(cfg.buildOptions(), w.intake), cache.Indexers{byService: sliceService}, "endpointslices",
 				cache.ResourceEventHandlerFuncs{
 					AddFunc: func(obj any) {
 						w.slicesHeld.Add(1)
@@ -156,7 +158,7 @@ func (w *watcher) watchImports(client kubernetes.Interface, imports mcsclient.In
 			o.LabelSelector = importedServiceLabel
 			return untilReachable(ctx, w.health, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
 		},
-	}, &discovery.EndpointSlice{}, slimSlice(w.importOpts), cache.Indexers{byService: sliceService}, "endpointslices",
+	}, &discovery.EndpointSlice{}, slimSlice(w.importOpts, w.intake), cache.Indexers{byService: sliceService}, "endpointslices",
 		cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) {
 				w.slicesHeld.Add(1)
