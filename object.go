@@ -74,13 +74,16 @@ func slimService(in *intake) cache.TransformFunc {
 	}
 }
 
-// slimServiceImport is the transform of ServiceImports.
-func slimServiceImport(obj any) (any, error) {
-	s, ok := obj.(*mcs.ServiceImport)
-	if !ok {
-		return obj, nil
+// slimServiceImport returns the transform of ServiceImports.
+func slimServiceImport(in *intake) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		s, ok := obj.(*mcs.ServiceImport)
+		if !ok {
+			return obj, nil
+		}
+		in.took(4096) // generated without a Size method; small objects
+		return &serviceInfo{objectKey: keyOf(s.ObjectMeta), headless: s.Spec.Type == mcs.Headless}, nil
 	}
-	return &serviceInfo{objectKey: keyOf(s.ObjectMeta), headless: s.Spec.Type == mcs.Headless}, nil
 }
 
 // sliceInfo is what the plugin keeps of an EndpointSlice: the service it

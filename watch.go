@@ -20,30 +20,30 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 )
 
-const byService = "service" // indexer of slices by "namespace/service" (or ServiceImport)
+const byService = "service" // indexer of slices by "namespace/service"
 
-// nsWatch is the informers of one namespace ("" for the whole cluster):
-// headless Services, and the two sorts of EndpointSlices that can belong to
-// one. Slices of ClusterIP Services, by far the most, are never listed.
-// With multicluster, also ServiceImports and the slices imported for them.
-type nsWatch struct {
+// feed is one namespace's informers of one kind of service and the
+// EndpointSlices that belong to it, and the index their answer sets go to:
+// the cluster's headless Services (the slices the endpointslice controller
+// labels headless, and the hand-kept and mirrored ones; the controller's
+// slices of ClusterIP Services, by far the most, are never listed), or,
+// with multicluster, the ServiceImports and the slices imported for them.
+type feed struct {
 	services cache.SharedIndexInformer
 	slices   []cache.SharedIndexInformer
-	imports  cache.SharedIndexInformer // nil without multicluster
-	imported cache.SharedIndexInformer
+	index    *index
+	opts     buildOptions
+	// timed: changes are observed in the programming duration histogram.
+	timed bool
 }
 
-// watcher feeds the index from the API server: when a Service or one of
-// its slices changes, it reads that service's objects from its stores,
-// builds the service's answer set and publishes it.
+// watcher feeds the indexes from the API server: when a service or one of
+// its slices changes, it reads that service's objects from its feed's
+// stores, builds the service's answer set and publishes it.
 type watcher struct {
-	index      *index
-	opts       buildOptions
-	clusterset *index // with multicluster: ServiceImports' answer sets
-	importOpts buildOptions
 	health     *apiServerHealth
 	intake     *intake // what the transforms take in; collects during large lists
-	namespaces map[string]*nsWatch
+	feeds      []*feed
 	synced     []cache.InformerSynced
 	slicesHeld atomic.Int64 // EndpointSlices in its informers' stores
 
@@ -52,124 +52,66 @@ type watcher struct {
 	rebuildMu sync.Mutex
 }
 
+// newWatcher makes the informers of cfg's namespaces: Services into ix,
+// and with imports (the Multi-Cluster Services client) ServiceImports into
+// clusterset.
 func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, clusterset *index, cfg *config, health *apiServerHealth) *watcher {
-	w := &watcher{
-		index:      ix,
-		opts:       cfg.buildOptions(),
-		clusterset: clusterset,
-		importOpts: cfg.importOptions(),
-		health:     health,
-		intake:     newIntake(),
-		namespaces: map[string]*nsWatch{},
-	}
+	w := &watcher{health: health, intake: newIntake()}
 	namespaces := cfg.namespaces
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	for _, ns := range namespaces {
 		services := client.CoreV1().Services(ns)
-		nw := &nsWatch{
-			services: w.informer(client, &cache.ListWatch{
-				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-					return untilReachable(ctx, health, "services", func() (runtime.Object, error) {
-						return services.List(ctx, headlessServices(o, cfg.labels))
-					})
-				},
-				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-					return untilReachable(ctx, health, "services", func() (watch.Interface, error) {
-						return services.Watch(ctx, headlessServices(o, cfg.labels))
-					})
-				},
-			}, &core.Service{}, slimService(w.intake), nil, "services", cache.ResourceEventHandlerFuncs{
-				AddFunc: w.serviceChanged,
-				UpdateFunc: func(old, obj any) {
-					if !unchanged(old, obj) {
-						w.serviceChanged(obj)
-					}
-				},
-				DeleteFunc: w.serviceChanged,
-			}),
-		}
-		sliceClient := client.DiscoveryV1().EndpointSlices(ns)
+		f := &feed{index: ix, opts: cfg.buildOptions(), timed: true}
+		f.services = w.serviceInformer(f, client, "services", &core.Service{}, slimService(w.intake), listWatch(health, "services",
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return services.List(ctx, headlessServices(o, cfg.labels))
+			},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return services.Watch(ctx, headlessServices(o, cfg.labels))
+			}))
 		for _, selector := range []string{
 			headlessLabel, // the controller's slices of headless Services
 			// Hand-kept and mirrored; not those imported for a ServiceImport.
 			managedByLabel + "!=" + controllerManager + ",!" + headlessLabel + ",!" + importedServiceLabel,
 		} {
-			nw.slices = append(nw.slices, w.informer(client, &cache.ListWatch{
-				ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-					o.LabelSelector = selector
-					return untilReachable(ctx, health, "endpointslices", func() (runtime.Object, error) { return sliceClient.List(ctx, o) })
-				},
-				WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-					o.LabelSelector = selector
-					return untilReachable(ctx, health, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
-				},
-			}, &discovery.EndpointSlice{}, slimSlice(cfg.buildOptions(), w.intake), cache.Indexers{byService: sliceService}, "endpointslices",
-				cache.ResourceEventHandlerFuncs{
-					AddFunc: func(obj any) {
-						w.slicesHeld.Add(1)
-						w.sliceChanged(nil, obj)
-					},
-					UpdateFunc: w.sliceChanged,
-					DeleteFunc: func(obj any) {
-						w.slicesHeld.Add(-1)
-						w.sliceChanged(obj, nil)
-					},
-				}))
+			f.slices = append(f.slices, w.sliceInformer(f, client, ns, selector))
 		}
-		if imports != nil {
-			w.watchImports(client, imports, ns, nw, cfg)
+		w.feeds = append(w.feeds, f)
+
+		if imports == nil {
+			continue
 		}
-		w.namespaces[ns] = nw
+		serviceImports := imports.MulticlusterV1alpha1().ServiceImports(ns)
+		f = &feed{index: clusterset, opts: cfg.importOptions()}
+		f.services = w.serviceInformer(f, imports, "serviceimports", &mcs.ServiceImport{}, slimServiceImport(w.intake), listWatch(health, "serviceimports",
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				o.LabelSelector = cfg.labels
+				return serviceImports.List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				o.LabelSelector = cfg.labels
+				return serviceImports.Watch(ctx, o)
+			}))
+		f.slices = []cache.SharedIndexInformer{w.sliceInformer(f, client, ns, importedServiceLabel)}
+		w.feeds = append(w.feeds, f)
 	}
 	return w
 }
 
-// watchImports adds the informers of headless ServiceImports and their
-// imported slices in namespace ns.
-func (w *watcher) watchImports(client kubernetes.Interface, imports mcsclient.Interface, ns string, nw *nsWatch, cfg *config) {
-	serviceImports := imports.MulticlusterV1alpha1().ServiceImports(ns)
-	nw.imports = w.informer(imports, &cache.ListWatch{
+// listWatch lists and watches through untilReachable.
+func listWatch(health *apiServerHealth, resource string,
+	list func(context.Context, metav1.ListOptions) (runtime.Object, error),
+	watchFunc func(context.Context, metav1.ListOptions) (watch.Interface, error)) *cache.ListWatch {
+	return &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = cfg.labels
-			return untilReachable(ctx, w.health, "serviceimports", func() (runtime.Object, error) { return serviceImports.List(ctx, o) })
+			return untilReachable(ctx, health, resource, func() (runtime.Object, error) { return list(ctx, o) })
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = cfg.labels
-			return untilReachable(ctx, w.health, "serviceimports", func() (watch.Interface, error) { return serviceImports.Watch(ctx, o) })
+			return untilReachable(ctx, health, resource, func() (watch.Interface, error) { return watchFunc(ctx, o) })
 		},
-	}, &mcs.ServiceImport{}, slimServiceImport, nil, "serviceimports", cache.ResourceEventHandlerFuncs{
-		AddFunc: w.importChanged,
-		UpdateFunc: func(old, obj any) {
-			if !unchanged(old, obj) {
-				w.importChanged(obj)
-			}
-		},
-		DeleteFunc: w.importChanged,
-	})
-	sliceClient := client.DiscoveryV1().EndpointSlices(ns)
-	nw.imported = w.informer(client, &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = importedServiceLabel
-			return untilReachable(ctx, w.health, "endpointslices", func() (runtime.Object, error) { return sliceClient.List(ctx, o) })
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = importedServiceLabel
-			return untilReachable(ctx, w.health, "endpointslices", func() (watch.Interface, error) { return sliceClient.Watch(ctx, o) })
-		},
-	}, &discovery.EndpointSlice{}, slimSlice(w.importOpts, w.intake), cache.Indexers{byService: sliceService}, "endpointslices",
-		cache.ResourceEventHandlerFuncs{
-			AddFunc: func(obj any) {
-				w.slicesHeld.Add(1)
-				w.importedSliceChanged(nil, obj)
-			},
-			UpdateFunc: w.importedSliceChanged,
-			DeleteFunc: func(obj any) {
-				w.slicesHeld.Add(-1)
-				w.importedSliceChanged(obj, nil)
-			},
-		})
+	}
 }
 
 // headlessServices limits a Service list or watch to headless Services
@@ -178,6 +120,51 @@ func headlessServices(o metav1.ListOptions, labelSelector string) metav1.ListOpt
 	o.FieldSelector = fields.OneTermEqualSelector("spec.clusterIP", core.ClusterIPNone).String()
 	o.LabelSelector = labelSelector
 	return o
+}
+
+// serviceInformer watches f's services.
+func (w *watcher) serviceInformer(f *feed, client any, resource string, example runtime.Object, transform cache.TransformFunc, lw *cache.ListWatch) cache.SharedIndexInformer {
+	changed := func(obj any) {
+		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			w.rebuild(f, key)
+		}
+	}
+	return w.informer(client, lw, example, transform, nil, resource, cache.ResourceEventHandlerFuncs{
+		AddFunc: changed,
+		UpdateFunc: func(old, obj any) {
+			if !unchanged(old, obj) {
+				changed(obj)
+			}
+		},
+		DeleteFunc: changed,
+	})
+}
+
+// sliceInformer watches f's EndpointSlices of namespace ns that match
+// selector.
+func (w *watcher) sliceInformer(f *feed, client kubernetes.Interface, ns, selector string) cache.SharedIndexInformer {
+	slices := client.DiscoveryV1().EndpointSlices(ns)
+	lw := listWatch(w.health, "endpointslices",
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return slices.List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return slices.Watch(ctx, o)
+		})
+	return w.informer(client, lw, &discovery.EndpointSlice{}, slimSlice(f.opts, w.intake), cache.Indexers{byService: sliceService}, "endpointslices",
+		cache.ResourceEventHandlerFuncs{
+			AddFunc: func(obj any) {
+				w.slicesHeld.Add(1)
+				w.sliceChanged(f, nil, obj)
+			},
+			UpdateFunc: func(old, obj any) { w.sliceChanged(f, old, obj) },
+			DeleteFunc: func(obj any) {
+				w.slicesHeld.Add(-1)
+				w.sliceChanged(f, obj, nil)
+			},
+		})
 }
 
 func (w *watcher) informer(client any, lw *cache.ListWatch, example runtime.Object, transform cache.TransformFunc,
@@ -196,14 +183,10 @@ func (w *watcher) informer(client any, lw *cache.ListWatch, example runtime.Obje
 // run starts every informer; they stop with ctx, and log through the
 // logger it carries.
 func (w *watcher) run(ctx context.Context) {
-	for _, nw := range w.namespaces {
-		go nw.services.RunWithContext(ctx)
-		for _, inf := range nw.slices {
+	for _, f := range w.feeds {
+		go f.services.RunWithContext(ctx)
+		for _, inf := range f.slices {
 			go inf.RunWithContext(ctx)
-		}
-		if nw.imports != nil {
-			go nw.imports.RunWithContext(ctx)
-			go nw.imported.RunWithContext(ctx)
 		}
 	}
 }
@@ -219,32 +202,24 @@ func (w *watcher) hasSynced() bool {
 	return true
 }
 
-func (w *watcher) serviceChanged(obj any) {
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-	if err != nil {
-		return
-	}
-	w.rebuild(key)
-}
-
-// sliceChanged rebuilds the service(s) a slice belongs (or belonged) to,
-// and records how long the change took to reach DNS.
-func (w *watcher) sliceChanged(oldObj, newObj any) {
+// sliceChanged rebuilds the service(s) a slice of f belongs (or belonged)
+// to, and records how long the change took to reach DNS.
+func (w *watcher) sliceChanged(f *feed, oldObj, newObj any) {
 	if unchanged(oldObj, newObj) {
 		return
 	}
 	oldKey, newKey := serviceKeyOf(oldObj), serviceKeyOf(newObj)
 	if oldKey != "" && oldKey != newKey {
-		w.rebuild(oldKey)
+		w.rebuild(f, oldKey)
 	}
 	if newKey == "" {
 		return
 	}
-	svc := w.rebuild(newKey)
+	svc := w.rebuild(f, newKey)
 	trigger, ok := triggerTime(newObj)
 	// The initial list carries old trigger times: those changes were
 	// programmed long ago, by whoever served DNS then.
-	if !ok || svc == nil || !w.hasSynced() {
+	if !f.timed || !ok || svc == nil || !w.hasSynced() {
 		return
 	}
 	if before, ok := triggerTime(oldObj); ok && before.Equal(trigger) {
@@ -257,103 +232,40 @@ func (w *watcher) sliceChanged(oldObj, newObj any) {
 	programmingDuration.WithLabelValues(kind).Observe(time.Since(trigger).Seconds())
 }
 
-// rebuild reads one service and its slices from the stores, builds its
-// answer set and publishes it, and returns the service (nil when it is not
-// a headless service the plugin publishes).
-func (w *watcher) rebuild(key string) *service {
-	ns, name, _ := strings.Cut(key, "/")
-	nw := w.namespaces[ns]
-	if nw == nil {
-		nw = w.namespaces[metav1.NamespaceAll]
-	}
-	if nw == nil {
-		return nil // a namespace we do not watch
-	}
+// rebuild reads one service of f and its slices from the stores, builds
+// its answer set and publishes it, and returns the service (nil when it is
+// not a headless service the plugin publishes).
+func (w *watcher) rebuild(f *feed, key string) *service {
 	w.rebuildMu.Lock()
 	defer w.rebuildMu.Unlock()
+	ns, name, _ := strings.Cut(key, "/")
 	var svc *service
-	if obj, ok, _ := nw.services.GetIndexer().GetByKey(key); ok {
+	if obj, ok, _ := f.services.GetIndexer().GetByKey(key); ok {
 		if s, ok := obj.(*serviceInfo); ok && s.headless {
 			svc = &service{namespace: ns, name: name, hasSelector: s.hasSelector}
 		}
 	}
 	var sd *serviceData
 	if svc != nil {
-		sd = build(svc, nw.slicesOf(key), w.opts)
+		sd = build(svc, f.slicesOf(key), f.opts)
 	}
-	w.index.publish(key, svc, sd)
+	f.index.publish(key, svc, sd)
 	lastChange.SetToCurrentTime()
 	return svc
 }
 
-func (w *watcher) importChanged(obj any) {
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-	if err != nil {
-		return
-	}
-	w.rebuildImport(key)
-}
-
-// importedSliceChanged rebuilds the ServiceImport(s) an imported slice
-// belongs (or belonged) to.
-func (w *watcher) importedSliceChanged(oldObj, newObj any) {
-	if unchanged(oldObj, newObj) {
-		return
-	}
-	oldKey, newKey := serviceKeyOf(oldObj), serviceKeyOf(newObj)
-	if oldKey != "" && oldKey != newKey {
-		w.rebuildImport(oldKey)
-	}
-	if newKey != "" {
-		w.rebuildImport(newKey)
-	}
-}
-
-// rebuildImport is rebuild for a ServiceImport: its answer set in the
-// clusterset zones, from the slices imported for it.
-func (w *watcher) rebuildImport(key string) {
-	ns, name, _ := strings.Cut(key, "/")
-	nw := w.namespaces[ns]
-	if nw == nil {
-		nw = w.namespaces[metav1.NamespaceAll]
-	}
-	if nw == nil || nw.imports == nil {
-		return
-	}
-	w.rebuildMu.Lock()
-	defer w.rebuildMu.Unlock()
-	var svc *service
-	if obj, ok, _ := nw.imports.GetIndexer().GetByKey(key); ok {
-		if s, ok := obj.(*serviceInfo); ok && s.headless {
-			svc = &service{namespace: ns, name: name}
-		}
-	}
-	var sd *serviceData
-	if svc != nil {
-		sd = build(svc, slicesByName(nw.imported.GetIndexer(), key, nil), w.importOpts)
-	}
-	w.clusterset.publish(key, svc, sd)
-	lastChange.SetToCurrentTime()
-}
-
-// slicesOf returns the slices of the service keyed "namespace/name", by name.
-func (nw *nsWatch) slicesOf(key string) []*sliceInfo {
+// slicesOf returns the slices of the service keyed "namespace/name", by
+// name. A slice that moves between two informers can briefly be in both:
+// it is counted once.
+func (f *feed) slicesOf(key string) []*sliceInfo {
 	var found []*sliceInfo
-	for _, inf := range nw.slices {
-		found = slicesByName(inf.GetIndexer(), key, found)
-	}
-	return found
-}
-
-// slicesByName adds the slices of the service keyed "namespace/name" in
-// store to found, and returns them sorted by name. A slice that moves
-// between the two informers can briefly be in both: it is counted once.
-func slicesByName(store cache.Indexer, key string, found []*sliceInfo) []*sliceInfo {
-	objs, _ := store.ByIndex(byService, key)
-	for _, obj := range objs {
-		s, ok := obj.(*sliceInfo)
-		if ok && !slices.ContainsFunc(found, func(f *sliceInfo) bool { return f.name == s.name }) {
-			found = append(found, s)
+	for _, inf := range f.slices {
+		objs, _ := inf.GetIndexer().ByIndex(byService, key)
+		for _, obj := range objs {
+			s, ok := obj.(*sliceInfo)
+			if ok && !slices.ContainsFunc(found, func(f *sliceInfo) bool { return f.name == s.name }) {
+				found = append(found, s)
+			}
 		}
 	}
 	slices.SortFunc(found, func(a, b *sliceInfo) int { return strings.Compare(a.name, b.name) })

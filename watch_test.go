@@ -128,13 +128,13 @@ func TestARelistOfUnchangedObjectsRebuildsNothing(t *testing.T) {
 		endpoint("cassandra-0", "10.244.1.5")))[0]
 	s.resourceVersion = "41"
 	before := h.index.soaSerial()
-	h.watcher.sliceChanged(s, s)
+	h.watcher.sliceChanged(h.watcher.feeds[0], s, s)
 	if after := h.index.soaSerial(); after != before {
 		t.Fatalf("an update to the same resource version republished the service (serial %d -> %d)", before, after)
 	}
 	changed := *s
 	changed.resourceVersion = "42"
-	h.watcher.sliceChanged(s, &changed)
+	h.watcher.sliceChanged(h.watcher.feeds[0], s, &changed)
 	if after := h.index.soaSerial(); after == before {
 		t.Fatal("a new resource version was not published")
 	}
