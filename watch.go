@@ -222,8 +222,11 @@ func (w *watcher) sliceChanged(f *feed, oldObj, newObj any) {
 	if !f.timed || !ok || svc == nil || !w.hasSynced() {
 		return
 	}
-	if before, ok := triggerTime(oldObj); ok && before.Equal(trigger) {
-		return // not a new change of endpoints
+	if before, ok := triggerTime(oldObj); ok && before.Equal(trigger) && !endpointsChanged(oldObj, newObj) {
+		// Not a change of endpoints: a write of other fields keeps the
+		// trigger time. Two changes within one second (pod conditions
+		// keep whole seconds) do share it, and each counts.
+		return
 	}
 	kind := "headless_without_selector"
 	if svc.hasSelector {
@@ -270,6 +273,14 @@ func (f *feed) slicesOf(key string) []*sliceInfo {
 	}
 	slices.SortFunc(found, func(a, b *sliceInfo) int { return strings.Compare(a.name, b.name) })
 	return found
+}
+
+// endpointsChanged tells whether two versions of a slice differ in their
+// endpoints (addresses, readiness, names).
+func endpointsChanged(oldObj, newObj any) bool {
+	o, ok1 := oldObj.(*sliceInfo)
+	n, ok2 := newObj.(*sliceInfo)
+	return !ok1 || !ok2 || !slices.Equal(o.addresses, n.addresses)
 }
 
 // unchanged tells an update that changes nothing (the same resource

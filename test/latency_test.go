@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -343,24 +342,13 @@ func inNextSecond(t *testing.T, cp *controlPlane, ns, svc, pod string) {
 	})
 }
 
-// knownBugsEnv, set to 1, runs the tests of known bugs of the plugin,
-// which fail until they are fixed; make e2e skips them.
-const knownBugsEnv = "HEADLESS_E2E_KNOWN_BUGS"
-
-// TestDNSProgrammingDurationCountsChangesWithinOneSecond is a KNOWN BUG
-// (skipped unless HEADLESS_E2E_KNOWN_BUGS=1): two pods of one Service turn
-// not ready within the same second, one after the other. The endpointslice
-// controller writes the slice twice, and both writes carry the same trigger
-// time, as pod conditions keep whole seconds. The plugin takes a slice
-// whose trigger time did not move as no new change (watch.go,
-// sliceChanged), so it observes the first change only: the histogram's
-// count falls short of the changes, and the second change's latency is
-// lost. kube-proxy's network programming latency counts every slice update
-// that carries the annotation.
+// TestDNSProgrammingDurationCountsChangesWithinOneSecond: two pods of one
+// Service turn not ready within the same second, one after the other. The
+// endpointslice controller writes the slice twice, and both writes carry the
+// same trigger time, as pod conditions keep whole seconds. Each write
+// changes the endpoints, so each is a change programmed into DNS, and each
+// is counted, as kube-proxy counts its own.
 func TestDNSProgrammingDurationCountsChangesWithinOneSecond(t *testing.T) {
-	if os.Getenv(knownBugsEnv) != "1" {
-		t.Skip("known bug of the plugin: set " + knownBugsEnv + "=1 to run it")
-	}
 	cp := env.cluster
 	cp.requireCluster(t)
 	ns := newNamespace(t, cp, "samesecond")
