@@ -24,9 +24,9 @@ const (
 // Labels of zone-scoped names (zonal option):
 // <topology-zone>.pin._zone.<service>... and <topology-zone>.prefer._zone....
 const (
-	zoneAnchor = "_zone"
-	pinLabel   = "pin"
-	preferLbl  = "prefer"
+	zoneAnchor  = "_zone"
+	pinLabel    = "pin"
+	preferLabel = "prefer"
 )
 
 // entry is what the index holds at one forward name: a kind, and for all
@@ -128,8 +128,8 @@ type published struct {
 	data      *serviceData // nil while it has no ready endpoint
 }
 
-// index holds the published answers. Queries take the read lock for one map
-// lookup; publish swaps one service's entries in under the write lock, so
+// index holds the published answers. Queries take the read lock for a map
+// lookup or two; publish swaps one service's entries in under the write lock, so
 // an update costs what that service has, whatever the number of services.
 type index struct {
 	mu    sync.RWMutex
@@ -355,11 +355,11 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 	anchor := zoneAnchor + "." + sd.rel
 	if !yield(anchor, entry{kind: emptyNonTerminal}) ||
 		!yield(pinLabel+"."+anchor, entry{svc: sd, kind: zonalPin}) ||
-		!yield(preferLbl+"."+anchor, entry{svc: sd, kind: zonalPrefer}) {
+		!yield(preferLabel+"."+anchor, entry{svc: sd, kind: zonalPrefer}) {
 		return
 	}
 	for i, set := range sd.topology {
-		for _, directive := range []string{pinLabel, preferLbl} {
+		for _, directive := range []string{pinLabel, preferLabel} {
 			if !yield(set.zone+"."+directive+"."+anchor, entry{svc: sd, kind: zonalName, i: int32(i)}) {
 				return
 			}
