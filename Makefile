@@ -5,7 +5,7 @@
 GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build demo test deps lint unit fuzz fuzz-ci e2e bench clean
+.PHONY: all build demo test deps lint unit fuzz fuzz-ci e2e bench scale clean
 
 all: build
 

@@ -22,8 +22,17 @@
 //     (pinned to CPU 1) for DURATION, and for headless and kubernetes
 //     updates endpoint addresses through the API and times each until the
 //     first DNS answer that reflects it;
-//  4. runs the in-process Go benchmarks of the root package;
-//  5. prints the table, with a target column.
+//  4. stops that control plane and starts a -cluster one of its own (the
+//     real controller-manager and scheduler, kwok nodes: the apiserver-only
+//     dataset's hand-written slices would be deleted by a real controller),
+//     with a headless Service and a StatefulSet of FLIP_PODS pods, a CoreDNS
+//     with headless and one with kubernetes running at once, and times
+//     FLIPS pod readiness changes (a kubelet's status patch) through the
+//     endpointslice controller to each server's first answer with the
+//     service's new address set: DNS programming latency as Kubernetes
+//     defines it;
+//  5. runs the in-process Go benchmarks of the root package;
+//  6. prints the table, with a target column.
 //
 // Every process it starts is stopped on exit, Ctrl-C included; every query
 // goes to 127.0.0.1. Environment variables (defaults in brackets):

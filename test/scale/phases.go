@@ -246,8 +246,9 @@ func checkRcodes(ctx context.Context, addr string, qs []query) (wrong, asked int
 // (etcd, the API server, the controllers and kwok) and starts it again on
 // the same state directory. It samples each server's RSS all along and
 // reads its VmHWM (reset at the steady point), and moves the probe's
-// address as soon as the API server answers again: the time until each
-// server answers the new address is when its answers are current again.
+// address as soon as the API server takes a write again: the time from that
+// write until each server answers the new address is when its answers are
+// current again.
 func (h *harness) relist(ctx context.Context) error {
 	var servers []*server
 	defer func() {
@@ -322,21 +323,13 @@ func (h *harness) relist(ctx context.Context) error {
 	}
 	upCh := make(chan up, 1)
 	go func() {
+		// The change is written as soon as the API server takes a write:
+		// every 50 ms until one is accepted.
 		for {
-			body, err := direct.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-			if err == nil && string(body) == "ok" {
-				at := time.Now()
-				for {
-					err := h.setProbeWith(ctx, direct, newIP)
-					if err == nil || ctx.Err() != nil {
-						upCh <- up{at, time.Now(), err}
-						return
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-			}
-			if ctx.Err() != nil {
-				upCh <- up{err: ctx.Err()}
+			err := h.setProbeWith(ctx, direct, newIP)
+			if err == nil || ctx.Err() != nil {
+				now := time.Now()
+				upCh <- up{now, now, err}
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -358,7 +351,7 @@ func (h *harness) relist(ctx context.Context) error {
 		return u.err
 	}
 	r.OutageSeconds = u.at.Sub(down).Seconds()
-	benchkit.Logf("API server answering %.1fs after the stop; probe moved to %s", r.OutageSeconds, newIP)
+	benchkit.Logf("the API server took the probe's move to %s %.1fs after the stop", newIP, r.OutageSeconds)
 	q := probeQuestion(newIP)
 	var wg sync.WaitGroup
 	var errs []error
@@ -372,7 +365,7 @@ func (h *harness) relist(ctx context.Context) error {
 				return
 			}
 			r.Current[s.fl.Key] = at.Sub(u.at).Seconds()
-			benchkit.Logf("  %-36s current again %.2fs after the API server returned", s.fl.Title, at.Sub(u.at).Seconds())
+			benchkit.Logf("  %-36s current again %.2fs after that write", s.fl.Title, at.Sub(u.at).Seconds())
 		})
 	}
 	wg.Wait()
@@ -507,7 +500,20 @@ func (h *harness) rollout(ctx context.Context) error {
 	if _, err := c.AppsV1().StatefulSets(rolloutNS).Patch(ctx, rolloutName, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		return err
 	}
-	benchkit.Logf("rolling %d pods", cfg.rolloutPods)
+	// The churn of ClusterIP endpoints beside it: the largest Deployment
+	// of the first namespace rolls at the same time (what the stock
+	// configuration watches and the swap-in does not).
+	deployNS, deployName, deployPods := unitNamespace(0), "", 0
+	for _, g := range cfg.unit {
+		if !g.sts && g.pods > deployPods {
+			deployName, deployPods = workloadName(g, 0), g.pods
+		}
+	}
+	if _, err := c.AppsV1().Deployments(deployNS).Patch(ctx, deployName, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return err
+	}
+	r.Deployment, r.DeploymentPods = deployNS+"/"+deployName, deployPods
+	benchkit.Logf("rolling the StatefulSet's %d pods, and the %d pods of Deployment %s beside it", cfg.rolloutPods, deployPods, r.Deployment)
 	deadline := time.After(time.Duration(cfg.rolloutPods)*10*time.Second + 5*time.Minute)
 	check := time.NewTicker(2 * time.Second)
 	defer check.Stop()
@@ -548,7 +554,13 @@ loop:
 				benchkit.Logf("  rollout: %d of %d pods updated, %d ready; %d readiness changes", st.UpdatedReplicas, cfg.rolloutPods, st.ReadyReplicas, r.Transitions)
 				lastLog = time.Now()
 			}
-			if st.UpdateRevision == st.CurrentRevision && st.UpdatedReplicas == int32(cfg.rolloutPods) && st.ReadyReplicas == int32(cfg.rolloutPods) {
+			d, err := c.AppsV1().Deployments(deployNS).Get(ctx, deployName, metav1.GetOptions{})
+			if err != nil {
+				continue
+			}
+			ds := d.Status
+			deployDone := d.Generation == ds.ObservedGeneration && ds.UpdatedReplicas == int32(deployPods) && ds.Replicas == int32(deployPods) && ds.AvailableReplicas == int32(deployPods)
+			if st.UpdateRevision == st.CurrentRevision && st.UpdatedReplicas == int32(cfg.rolloutPods) && st.ReadyReplicas == int32(cfg.rolloutPods) && deployDone {
 				break loop
 			}
 		}

@@ -180,6 +180,21 @@ func (h *harness) createAll(ctx context.Context, objs []any) error {
 		next  int
 		wg    sync.WaitGroup
 	)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(15 * time.Second):
+				mu.Lock()
+				n := next
+				mu.Unlock()
+				benchkit.Logf("  objects: %d of %d written", n, len(objs))
+			}
+		}
+	}()
 	for range 16 {
 		wg.Go(func() {
 			for {
