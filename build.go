@@ -57,10 +57,12 @@ type serviceData struct {
 	// clusters are, for a ServiceImport, the clusters its endpoints are
 	// in: <cluster id>.<service>... are empty non-terminals.
 	clusters []string
-	// fqdns[i*zones+z] is pods[i]'s complete name in forward zone z:
-	// SRV targets, glue owners and (zone 0) PTR targets share them.
-	fqdns []string
-	zones int
+	// fqdnText holds every pod's complete name in each forward zone, pod
+	// after pod: SRV targets, glue owners and (zone 0) PTR targets are
+	// substrings of it, one allocation for the service.
+	fqdnText string
+	zones    []string // the forward zones, shared by every service
+	slot     uint32   // its number in the index, once published (see ptrSlot)
 }
 
 // addrSet is addresses as A and AAAA records carry them: v4 holds four
@@ -111,11 +113,12 @@ func (s addrSet) add(ip netip.Addr) addrSet {
 
 // podData is one name under the service: a pod's hostname, or an id made
 // from its address. Its addresses are a run of the service's pod address
-// arrays.
+// arrays, its names a run of the service's fqdnText.
 type podData struct {
-	rel        string // "web-0.web.default.svc"
 	off4, off6 uint32 // where its addresses start in podAddrs.v4 and .v6, in addresses
+	nameOff    uint32 // where its names start in fqdnText
 	n4, n6     uint16
+	labelLen   uint16 // "web-0"
 }
 
 // srvData is one named port's SRV RRset, "_cql._tcp.web.default.svc".
@@ -164,13 +167,10 @@ func (sd *serviceData) podAddrSet(i int32) addrSet {
 // podIndex finds the pod named label (pods are sorted by label).
 func (sd *serviceData) podIndex(label string) (int32, bool) {
 	i, found := slices.BinarySearchFunc(sd.pods, label, func(p podData, label string) int {
-		return strings.Compare(p.rel[:len(p.rel)-len(sd.rel)-1], label)
+		return strings.Compare(sd.fqdnText[p.nameOff:p.nameOff+uint32(p.labelLen)], label)
 	})
 	return int32(i), found
 }
-
-// fqdn is pods[pod]'s complete name in forward zone z.
-func (sd *serviceData) fqdn(pod int32, z int) string { return sd.fqdns[int(pod)*sd.zones+z] }
 
 // podTargets returns the SRV targets at pods[pod]'s name: that pod, every
 // port.
@@ -181,6 +181,31 @@ func (sd *serviceData) podTargets(pod int32) []srvTarget {
 		hi++
 	}
 	return sd.anyPort[lo:hi:hi]
+}
+
+// podRel is pods[pod]'s name relative to the zones, "web-0.web.default.svc".
+func (sd *serviceData) podRel(pod int32) string {
+	p := &sd.pods[pod]
+	return sd.fqdnText[p.nameOff : p.nameOff+uint32(p.labelLen)+1+uint32(len(sd.rel))]
+}
+
+// fqdn is pods[pod]'s complete name in forward zone z.
+func (sd *serviceData) fqdn(pod int32, z int) string {
+	p := &sd.pods[pod]
+	start := p.nameOff
+	for zz := range z {
+		start += fqdnLen(p.labelLen, sd.rel, sd.zones[zz])
+	}
+	return sd.fqdnText[start : start+fqdnLen(p.labelLen, sd.rel, sd.zones[z])]
+}
+
+// fqdnLen is the length of label.rel.zone, the zone fully qualified.
+func fqdnLen(labelLen uint16, rel, zone string) uint32 {
+	n := uint32(labelLen) + 1 + uint32(len(rel)) + 1
+	if zone != "." {
+		n += uint32(len(zone))
+	}
+	return n
 }
 
 // build computes one service's answer set from its slices. It is a pure
@@ -275,7 +300,7 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 	}
 
 	zones := opts.zones
-	sd := &serviceData{rel: svc.name + "." + svc.namespace + ".svc", zones: len(zones)}
+	sd := &serviceData{rel: svc.name + "." + svc.namespace + ".svc"}
 	slices.Sort(clusters)
 	sd.clusters = clusters
 	labels := make([]string, 0, len(hosts))
@@ -284,7 +309,15 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 	}
 	slices.Sort(labels)
 	sd.pods = make([]podData, len(labels))
-	sd.fqdns = make([]string, len(labels)*len(zones))
+	sd.zones = zones
+	var names strings.Builder
+	size := 0
+	for _, host := range labels {
+		for _, zone := range zones {
+			size += int(fqdnLen(uint16(len(host)), sd.rel, zone))
+		}
+	}
+	names.Grow(size)
 	// The pods' addresses, pod after pod, each pod's IPv4 first; the
 	// service's are the same, each once.
 	sd.podAddrs = addrSet{v4: make([]byte, 0, 4*len(serviceIPs)), v6: make([]byte, 0, 16*len(serviceIPs))}
@@ -305,15 +338,15 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 			shared = shared || seen[ip]
 			seen[ip] = true
 		}
-		for z, zone := range zones {
-			sd.fqdns[i*len(zones)+z] = dnsutil.Join(host, sd.rel, zone)
+		p.nameOff, p.labelLen = uint32(names.Len()), uint16(len(host))
+		for _, zone := range zones {
+			names.WriteString(dnsutil.Join(host, sd.rel, zone))
 		}
-		// The relative name is the start of the first complete name.
-		p.rel = sd.fqdns[i*len(zones)][:len(host)+1+len(sd.rel)]
 		if opts.ptrHostnameOnly && !named[host] {
 			sd.noPTR.add(int32(i))
 		}
 	}
+	sd.fqdnText = names.String()
 	sd.addrs = sd.podAddrs
 	if shared {
 		sd.addrs = addrSet{}

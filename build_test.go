@@ -41,8 +41,8 @@ func describe(sd *serviceData) []string {
 		return strings.Join(out, " ")
 	}
 	lines := []string{sd.rel + " " + ips(sd.addrs)}
-	for i, p := range sd.pods {
-		lines = append(lines, p.rel+" "+ips(sd.podAddrSet(int32(i))))
+	for i := range sd.pods {
+		lines = append(lines, sd.podRel(int32(i))+" "+ips(sd.podAddrSet(int32(i))))
 	}
 	for _, s := range sd.srv {
 		line := s.rel

@@ -140,6 +140,11 @@ type index struct {
 	ptr4      map[[4]byte]ptrSlot
 	ptr6      map[[16]byte]ptrSlot
 	ptrShared map[netip.Addr]*ptrSet
+	// bySlot is the answer sets the PTR slots name, by slot number: PTR
+	// slots hold numbers, not pointers, so that they are half the size
+	// and the collector never scans them.
+	bySlot    []*serviceData
+	freeSlots []uint32
 	// PTR names below each reverse empty non-terminal (244.10.in-addr.arpa.
 	// for 10.244.1.5): while any, it answers NODATA, not NXDOMAIN (RFC 8020).
 	reverseENT map[string]int
@@ -232,11 +237,26 @@ func (ix *index) lookupReverse(name string) (ptrEntry, bool) {
 	return ptrEntry{}, ix.reverseENT[name] > 0
 }
 
-// ptrSlot is what the PTR maps hold of an address: its one holder, or
-// pod -1 when ptrShared has its merged set.
+// ptrSlot is what the PTR maps hold of an address: its one holder (the
+// answer set at bySlot[svc], and its pod), or pod -1 when ptrShared has its
+// merged set.
 type ptrSlot struct {
-	svc *serviceData
+	svc uint32
 	pod int32
+}
+
+// takeSlot returns a free slot number, growing bySlot under mu when there
+// is none. Callers hold writeMu.
+func (ix *index) takeSlot() uint32 {
+	if n := len(ix.freeSlots); n > 0 {
+		slot := ix.freeSlots[n-1]
+		ix.freeSlots = ix.freeSlots[:n-1]
+		return slot
+	}
+	ix.mu.Lock()
+	ix.bySlot = append(ix.bySlot, nil)
+	ix.mu.Unlock()
+	return uint32(len(ix.bySlot) - 1)
 }
 
 // getPTR returns the PTR entry of ip. Callers hold mu (or writeMu).
@@ -254,16 +274,19 @@ func (ix *index) getPTR(ip netip.Addr) (ptrEntry, bool) {
 	case slot.pod < 0:
 		return ptrEntry{shared: ix.ptrShared[ip]}, true
 	}
-	return ptrEntry{svc: slot.svc, pod: slot.pod}, true
+	return ptrEntry{svc: ix.bySlot[slot.svc], pod: slot.pod}, true
 }
 
 // setPTR stores (exists) or removes the PTR entry of ip. Callers hold mu.
 func (ix *index) setPTR(ip netip.Addr, e ptrEntry, exists bool) {
-	slot := ptrSlot{svc: e.svc, pod: e.pod}
+	var slot ptrSlot
 	delete(ix.ptrShared, ip)
-	if e.shared != nil {
+	switch {
+	case e.shared != nil:
 		slot = ptrSlot{pod: -1}
 		ix.ptrShared[ip] = e.shared
+	case e.svc != nil:
+		slot = ptrSlot{svc: e.svc.slot, pod: e.pod}
 	}
 	switch {
 	case ip.Is4() && exists:
@@ -330,7 +353,7 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 		return
 	}
 	for i := range sd.pods {
-		if !yield(sd.pods[i].rel, entry{svc: sd, kind: podName, i: int32(i)}) {
+		if !yield(sd.podRel(int32(i)), entry{svc: sd, kind: podName, i: int32(i)}) {
 			return
 		}
 	}
@@ -397,6 +420,16 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 	var next *published
 	if svc != nil {
 		next = &published{namespace: svc.namespace, data: sd}
+	}
+	// The new answer set takes its predecessor's slot, or a free one.
+	var freed []uint32
+	switch {
+	case sd != nil && old != nil && old.data != nil:
+		sd.slot = old.data.slot
+	case sd != nil:
+		sd.slot = ix.takeSlot()
+	case old != nil && old.data != nil:
+		freed = append(freed, old.data.slot)
 	}
 
 	// PTR owners first: which addresses change, and to what. Only the
@@ -465,6 +498,13 @@ func (ix *index) publish(key string, svc *service, sd *serviceData) {
 
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	if sd != nil {
+		ix.bySlot[sd.slot] = sd
+	}
+	for _, n := range freed {
+		ix.bySlot[n] = nil
+		ix.freeSlots = append(ix.freeSlots, n)
+	}
 	if old != nil && old.data != nil {
 		for name, e := range old.data.names {
 			if e.kind != podName {
