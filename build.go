@@ -49,7 +49,21 @@ type serviceData struct {
 	// every (pod, port) of the service, named port or not, by pod then
 	// port: SRV at the service's name, and (one pod's run) at a pod's.
 	anyPort []srvTarget
-	// topology is, with the zonal option, the endpoints of each zone.
+	// options holds what only some options give a service: nil for
+	// most, so that they cost one pointer.
+	*options
+	// fqdnText holds every pod's complete name in each forward zone, pod
+	// after pod: SRV targets, glue owners and (zone 0) PTR targets are
+	// substrings of it, one allocation for the service.
+	fqdnText string
+	zones    []string // the forward zones, shared by every service
+	slot     uint32   // its number in the index, once published (see ptrSlot)
+}
+
+// options is the part of an answer set that the zonal, ptr_hostname_only
+// and multicluster options add.
+type options struct {
+	// topology is, with zonal, the endpoints of each zone.
 	topology []zoneSet
 	// noPTR marks, with ptr_hostname_only, the pods whose name is no
 	// endpoint's hostname: their addresses get no PTR from them.
@@ -57,12 +71,14 @@ type serviceData struct {
 	// clusters are, for a ServiceImport, the clusters its endpoints are
 	// in: <cluster id>.<service>... are empty non-terminals.
 	clusters []string
-	// fqdnText holds every pod's complete name in each forward zone, pod
-	// after pod: SRV targets, glue owners and (zone 0) PTR targets are
-	// substrings of it, one allocation for the service.
-	fqdnText string
-	zones    []string // the forward zones, shared by every service
-	slot     uint32   // its number in the index, once published (see ptrSlot)
+}
+
+// opts returns the service's options part, made when first needed.
+func (sd *serviceData) opts() *options {
+	if sd.options == nil {
+		sd.options = &options{}
+	}
+	return sd.options
 }
 
 // addrSet is addresses as A and AAAA records carry them: v4 holds four
@@ -301,8 +317,10 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 
 	zones := opts.zones
 	sd := &serviceData{rel: svc.name + "." + svc.namespace + ".svc"}
-	slices.Sort(clusters)
-	sd.clusters = clusters
+	if len(clusters) > 0 {
+		slices.Sort(clusters)
+		sd.opts().clusters = clusters
+	}
 	labels := make([]string, 0, len(hosts))
 	for host := range hosts {
 		labels = append(labels, host)
@@ -343,7 +361,7 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 			names.WriteString(dnsutil.Join(host, sd.rel, zone))
 		}
 		if opts.ptrHostnameOnly && !named[host] {
-			sd.noPTR.add(int32(i))
+			sd.opts().noPTR.add(int32(i))
 		}
 	}
 	sd.fqdnText = names.String()
@@ -390,7 +408,7 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 
 	if len(zoneHosts) > 0 {
 		names := slices.Sorted(maps.Keys(zoneHosts))
-		sd.topology = make([]zoneSet, len(names))
+		sd.opts().topology = make([]zoneSet, len(names))
 		for i, zone := range names {
 			set := zoneSet{zone: zone}
 			var ips []netip.Addr

@@ -357,7 +357,11 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 			return
 		}
 	}
-	for _, cluster := range sd.clusters {
+	var clusters []string
+	if sd.options != nil {
+		clusters = sd.clusters
+	}
+	for _, cluster := range clusters {
 		if !yield(cluster+"."+sd.rel, entry{kind: emptyNonTerminal}) {
 			return
 		}
@@ -372,7 +376,7 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 			return
 		}
 	}
-	if sd.topology == nil {
+	if sd.options == nil || sd.topology == nil {
 		return
 	}
 	anchor := zoneAnchor + "." + sd.rel
@@ -395,7 +399,7 @@ func (sd *serviceData) names(yield func(string, entry) bool) {
 func (sd *serviceData) ptrPods() map[netip.Addr][]int32 {
 	out := make(map[netip.Addr][]int32, sd.addrs.count())
 	for i := range sd.pods {
-		if sd.noPTR.has(int32(i)) {
+		if sd.options != nil && sd.noPTR.has(int32(i)) {
 			continue
 		}
 		for ip := range sd.podAddrSet(int32(i)).all {
