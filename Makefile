@@ -75,7 +75,7 @@ bench:
 # machine: memory and its marginal cost per endpoint at two sizes, the
 # relist after an API server restart, QPS on a pod's query mix, programming
 # latency through a rolling update, API server load. Not part of make test.
-# About an hour; SCALE_QUICK=1 for a few minutes. See test/scale/README.md.
+# About 20 minutes; SCALE_QUICK=1 for a few. See test/scale/README.md.
 scale:
 	cd test && $(GO) run ./scale
 
