@@ -110,10 +110,6 @@ func (h *harness) all(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(cfg.out, "table.md"), []byte(table), 0o644); err != nil {
 		return err
 	}
-	if !cfg.keepCluster && h.cp != nil {
-		h.cp.Stop()
-		_ = os.RemoveAll(h.cp.Dir)
-	}
 	benchkit.Logf("done: %s", cfg.out)
 	return nil
 }

@@ -151,5 +151,13 @@ func run(ctx context.Context) error {
 	h.res.Machine = machine()
 	h.res.LoadStart = loadAverage()
 	defer h.save()
+	if !cfg.keepCluster {
+		// The cluster's state (etcd) goes on any exit, once every process
+		// has stopped.
+		defer func() {
+			benchkit.StopAll()
+			_ = os.RemoveAll(filepath.Join(cfg.out, "cluster"))
+		}()
+	}
 	return h.all(ctx)
 }
