@@ -17,7 +17,8 @@ import (
 // default, so a new pod's name reaches cached clients within 5 s.
 //
 // TestNegativeAnswersExpireAtTheNegativeTTL proves it through the cache
-// plugin (cache 30, as Corefile.example has it): both plugins are asked for
+// plugin (cache 30 over cluster.local, as kube-dns Corefiles before kubeadm
+// 1.32 and node-local caches have it): both plugins are asked for
 // a pod that does not exist yet, the StatefulSet is scaled up, and each
 // cached answer is timed from the moment the uncached plugin answers for
 // the pod until the cached one does.

@@ -128,7 +128,7 @@ func (h *harness) throughput(ctx context.Context) error {
 		Lookups: lookupWeightsMap(), ClusterLines: len(cluster), HeadlessLines: len(hlAll)}
 	h.res.QPS = q
 	for round := range cfg.rounds {
-		for _, fl := range flavours {
+		for _, fl := range append(flavours, swapinCached) {
 			s, err := h.startServer(ctx, fl, fmt.Sprintf("qps%d", round+1), serverOptions{pin: true})
 			if err != nil {
 				return err
@@ -241,8 +241,8 @@ func checkRcodes(ctx context.Context, addr string, qs []query) (wrong, asked int
 	return wrong, asked
 }
 
-// relist runs every configuration at once (the full Corefiles without
-// their cache plugin, see serverOptions.noCache), then stops kube-testenv
+// relist runs every configuration at once (the full Corefiles, whose
+// caches leave the cluster domain alone), then stops kube-testenv
 // (etcd, the API server, the controllers and kwok) and starts it again on
 // the same state directory. It samples each server's RSS all along and
 // reads its VmHWM (reset at the steady point), and moves the probe's
@@ -257,7 +257,7 @@ func (h *harness) relist(ctx context.Context) error {
 		}
 	}()
 	for _, fl := range flavours {
-		s, err := h.startServer(ctx, fl, "relist", serverOptions{noCache: true})
+		s, err := h.startServer(ctx, fl, "relist", serverOptions{})
 		if err != nil {
 			return err
 		}
@@ -404,7 +404,7 @@ func (h *harness) setProbeWith(ctx context.Context, c kubernetes.Interface, ip s
 
 // rollout creates a StatefulSet of cfg.rolloutPods pods behind a headless
 // Service, starts the swap-in and the stock configurations at once (each
-// through a counting proxy, and without its cache plugin), and rolls the StatefulSet (a new pod
+// through a counting proxy), and rolls the StatefulSet (a new pod
 // template: its controller replaces the pods one at a time, highest
 // ordinal first). The harness watches the pods itself; whenever a pod's
 // readiness changes (ready with an address, or not), it asks each server
@@ -438,7 +438,7 @@ func (h *harness) rollout(ctx context.Context) error {
 		}
 	}()
 	for _, fl := range []flavour{swapin, stock} {
-		s, err := h.startServer(ctx, fl, "rollout", serverOptions{proxy: true, noCache: true})
+		s, err := h.startServer(ctx, fl, "rollout", serverOptions{proxy: true})
 		if err != nil {
 			return err
 		}

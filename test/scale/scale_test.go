@@ -34,9 +34,18 @@ func TestLocalize(t *testing.T) {
 		if strings.Contains(got, "/etc/resolv.conf") || strings.Contains(got, ":9153") {
 			t.Errorf("%s: not localized:\n%s", name, got)
 		}
-		if c := reCache.ReplaceAllString(got, ""); strings.Contains(c, "cache") {
-			t.Errorf("%s: cache left after removing it:\n%s", name, c)
+		if !strings.Contains(got, "cache 30 {\n") || !strings.Contains(got, "disable denial cluster.local") {
+			t.Errorf("%s: the cache does not leave cluster.local alone:\n%s", name, got)
 		}
+	}
+	var h harness
+	h.root = "../.."
+	cached, err := swapinCached.corefile(&h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cached, "    cache 30\n    loop") || strings.Contains(cached, "disable") {
+		t.Errorf("swap-in with cluster.local cached:\n%s", cached)
 	}
 	got, _ := localize(string(example), p, "/k.conf", "127.0.0.1:2053")
 	if !strings.Contains(got, "headless cluster.local in-addr.arpa ip6.arpa {\n        kubeconfig /k.conf") {
