@@ -259,11 +259,12 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 				continue
 			}
 		}
-		for _, a := range slice.addresses {
-			if !a.ready() {
+		for i := range slice.addresses.len() {
+			a := slice.addresses.at(i)
+			if !a.ready {
 				continue
 			}
-			ip := a.addr()
+			ip := a.ip
 			host := a.label
 			if host == "" {
 				host = ipLabel(ip)
@@ -274,7 +275,7 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 					clusters = append(clusters, cluster)
 				}
 			}
-			if a.flags&labelIsHostname != 0 {
+			if a.isHostname {
 				named[host] = true
 			}
 			if !seenIP[ip] {
@@ -284,8 +285,7 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 			if !slices.Contains(hosts[host], ip) {
 				hosts[host] = append(hosts[host], ip)
 			}
-			if a.zone != nil {
-				zone := *a.zone
+			if zone := a.zone; zone != "" {
 				if zoneHosts[zone] == nil {
 					zoneHosts[zone] = map[string][]netip.Addr{}
 				}
@@ -338,7 +338,17 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 	names.Grow(size)
 	// The pods' addresses, pod after pod, each pod's IPv4 first; the
 	// service's are the same, each once.
-	sd.podAddrs = addrSet{v4: make([]byte, 0, 4*len(serviceIPs)), v6: make([]byte, 0, 16*len(serviceIPs))}
+	n4, n6 := 0, 0
+	for _, ips := range hosts {
+		for _, ip := range ips {
+			if ip.Is4() {
+				n4++
+			} else {
+				n6++
+			}
+		}
+	}
+	sd.podAddrs = addrSet{v4: make([]byte, 0, 4*n4), v6: make([]byte, 0, 16*n6)}
 	shared := false // an address under two names
 	seen := make(map[netip.Addr]bool, len(serviceIPs))
 	for i, host := range labels {

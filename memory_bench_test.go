@@ -64,18 +64,21 @@ func BenchmarkRetainedBytesPerEndpoint(b *testing.B) {
 			}
 		}
 		before := heapInUse()
-		store := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{byService: sliceService})
+		// What an informer and the feed hold: the store, and each
+		// service's members.
+		store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+		f := &feed{members: map[serviceRef][]member{}}
 		transform := slimSlice(opts, nil)
 		for _, s := range raw {
 			slim, _ := transform(s.DeepCopy())
 			_ = store.Add(slim)
+			f.track(0, slim.(*sliceInfo))
 		}
 		afterStore := heapInUse()
 		ix := newIndex()
-		for _, obj := range store.List() {
-			s := obj.(*sliceInfo)
-			svc := &service{namespace: s.namespace, name: s.service}
-			ix.publish(svc.namespace+"/"+svc.name, svc, build(svc, []*sliceInfo{s}, opts))
+		for ref := range f.members {
+			svc := &service{namespace: ref.namespace, name: ref.name}
+			ix.publish(ref.key(), svc, build(svc, f.slicesOf(ref), opts))
 		}
 		afterIndex := heapInUse()
 		endpoints := float64(services * perService)
@@ -83,6 +86,7 @@ func BenchmarkRetainedBytesPerEndpoint(b *testing.B) {
 		b.ReportMetric(float64(afterIndex-afterStore)/endpoints, "index-B/endpoint")
 		runtime.KeepAlive(raw)
 		runtime.KeepAlive(store)
+		runtime.KeepAlive(f)
 		runtime.KeepAlive(ix)
 	}
 }

@@ -97,37 +97,72 @@ type sliceInfo struct {
 	// addresses are the slice's endpoint addresses of its own family,
 	// one entry per address: an endpoint with several has an entry for
 	// each, all with its name and state.
-	addresses []endpointAddress
+	addresses addressList
 }
+
+// addressList is a slice's endpoint addresses, packed: thousands of
+// slices hold them for as long as the plugin runs, so each address costs
+// its bytes, four of bookkeeping and its endpoint's name, once.
+type addressList struct {
+	ips []byte // each address's bytes: 4 in an IPv4 slice, 16 in an IPv6 one
+	v6  bool
+	// meta is, per address, its state flags and where its endpoint's
+	// label is in labels (see addressMeta).
+	meta   []uint32
+	labels string    // the endpoints' labels, one after the other
+	zones  []*string // per address, its topology zone; with zonal only; shared
+}
+
+// An address's meta: the label's offset in labels (high 24 bits), its
+// length (6 bits; labels are at most 63 bytes) and two flags.
+const (
+	addressReady    uint32 = 1 << iota // the endpoint is ready (or says nothing)
+	labelIsHostname                    // the label is the endpoint's hostname
+	labelLenShift   = 2
+	labelOffShift   = 8
+	maxLabelsLen    = 1 << (32 - labelOffShift)
+)
 
 // endpointAddress is one address of an endpoint, with what build needs of
 // the endpoint.
 type endpointAddress struct {
-	ip    ipBytes
-	label string  // the endpoint's name under its service, when it has one; see endpointLabel
-	zone  *string // its topology zone, kept with zonal only; shared
-	flags uint8
+	ip         netip.Addr
+	label      string // the endpoint's name under its service, when it has one; see endpointLabel
+	zone       string // its topology zone, with zonal
+	ready      bool
+	isHostname bool // label is the endpoint's hostname
 }
 
-const (
-	addressReady    uint8 = 1 << iota // the endpoint is ready (or says nothing)
-	addressIPv4                       // ip holds an IPv4 address
-	labelIsHostname                   // label is the endpoint's hostname
-)
+func (l *addressList) len() int { return len(l.meta) }
 
-// ipBytes is an address as 16 bytes, IPv4 in its mapped form; the
-// addressIPv4 flag tells which.
-type ipBytes [16]byte
-
-func (a endpointAddress) addr() netip.Addr {
-	ip := netip.AddrFrom16(a.ip)
-	if a.flags&addressIPv4 != 0 {
-		return ip.Unmap()
+// at returns the i-th address.
+func (l *addressList) at(i int) endpointAddress {
+	m := l.meta[i]
+	off, n := m>>labelOffShift, (m>>labelLenShift)&63
+	a := endpointAddress{label: l.labels[off : off+n], ready: m&addressReady != 0, isHostname: m&labelIsHostname != 0}
+	if l.v6 {
+		a.ip = netip.AddrFrom16([16]byte(l.ips[16*i:]))
+	} else {
+		a.ip = netip.AddrFrom4([4]byte(l.ips[4*i:]))
 	}
-	return ip
+	if l.zones != nil && l.zones[i] != nil {
+		a.zone = *l.zones[i]
+	}
+	return a
 }
 
-func (a endpointAddress) ready() bool { return a.flags&addressReady != 0 }
+// equal tells whether two lists hold the same addresses, names and states.
+func (l *addressList) equal(o *addressList) bool {
+	if l.v6 != o.v6 || string(l.ips) != string(o.ips) || len(l.meta) != len(o.meta) || len(l.zones) != len(o.zones) {
+		return false
+	}
+	for i := range l.meta {
+		if a, b := l.at(i), o.at(i); a != b {
+			return false
+		}
+	}
+	return true
+}
 
 // slimSlice returns the transform of EndpointSlices. It keeps the labels
 // that name the owner, the trigger time, the ports that SRV records can
@@ -162,20 +197,37 @@ func slimSlice(opts buildOptions, in *intake) cache.TransformFunc {
 		default: // FQDN and anything unknown have no place in A/AAAA answers
 			return out, nil
 		}
-		n := 0
+		n, labelsLen := 0, 0
 		for i := range s.Endpoints {
 			n += len(s.Endpoints[i].Addresses)
+			if s.Endpoints[i].Hostname != nil {
+				labelsLen += len(*s.Endpoints[i].Hostname)
+			} else if opts.podNames && s.Endpoints[i].TargetRef != nil {
+				labelsLen += len(s.Endpoints[i].TargetRef.Name)
+			}
 		}
-		out.addresses = make([]endpointAddress, 0, n)
+		l := &out.addresses
+		l.v6 = s.AddressType == discovery.AddressTypeIPv6
+		width := 4
+		if l.v6 {
+			width = 16
+		}
+		l.ips = make([]byte, 0, width*n)
+		l.meta = make([]uint32, 0, n)
+		var labels strings.Builder
+		labels.Grow(min(labelsLen, maxLabelsLen))
+		if opts.zonal {
+			l.zones = make([]*string, 0, n)
+		}
 		for i := range s.Endpoints {
 			ep := &s.Endpoints[i]
-			var flags uint8
+			var meta uint32
 			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
-				flags |= addressReady
+				meta |= addressReady
 			}
 			label, isHostname := endpointLabel(ep, opts.podNames)
 			if isHostname {
-				flags |= labelIsHostname
+				meta |= labelIsHostname
 			}
 			var zone *string
 			if opts.zonal {
@@ -183,6 +235,8 @@ func slimSlice(opts buildOptions, in *intake) cache.TransformFunc {
 					zone = zones.get(z)
 				}
 			}
+			labelAt := uint32(labels.Len())<<labelOffShift | uint32(len(label))<<labelLenShift
+			written := false
 			for _, text := range ep.Addresses {
 				ip, err := netip.ParseAddr(text)
 				if s.AddressType == discovery.AddressTypeIPv4 {
@@ -191,13 +245,30 @@ func slimSlice(opts buildOptions, in *intake) cache.TransformFunc {
 				if err != nil || ip.Zone() != "" || !want(ip) {
 					continue
 				}
-				a := endpointAddress{ip: ip.As16(), label: label, zone: zone, flags: flags}
-				if ip.Is4() {
-					a.flags |= addressIPv4
+				if !written && label != "" {
+					// No API server takes a slice of 16 MiB of names;
+					// past that, an endpoint is named after its address.
+					if labels.Len()+len(label) > maxLabelsLen {
+						labelAt, meta = 0, meta&^labelIsHostname
+					} else {
+						labels.WriteString(label)
+					}
+					written = true
 				}
-				out.addresses = append(out.addresses, a)
+				if l.v6 {
+					b := ip.As16()
+					l.ips = append(l.ips, b[:]...)
+				} else {
+					b := ip.As4()
+					l.ips = append(l.ips, b[:]...)
+				}
+				l.meta = append(l.meta, meta|labelAt)
+				if opts.zonal {
+					l.zones = append(l.zones, zone)
+				}
 			}
 		}
+		l.labels = labels.String()
 		return out, nil
 	}
 }
@@ -286,17 +357,23 @@ func (in *interned) get(s string) *string {
 	return p.(*string)
 }
 
-// serviceKeyOf returns "namespace/service" of a slice (possibly a deleted
-// one's tombstone), or "" when it names no service.
-func serviceKeyOf(obj any) string {
+// asSlice returns the slim slice obj is (or a deleted one's tombstone
+// holds), or nil.
+func asSlice(obj any) *sliceInfo {
 	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = t.Obj
 	}
-	s, ok := obj.(*sliceInfo)
-	if !ok || s == nil || s.service == "" {
-		return ""
+	s, _ := obj.(*sliceInfo)
+	return s
+}
+
+// serviceRef returns the service a slice belongs to; false when it names
+// none (or s is nil).
+func (s *sliceInfo) serviceRef() (serviceRef, bool) {
+	if s == nil || s.service == "" {
+		return serviceRef{}, false
 	}
-	return s.namespace + "/" + s.service
+	return serviceRef{s.namespace, s.service}, true
 }
 
 // triggerTime is when the endpoints of a slice last changed, as the

@@ -64,14 +64,11 @@ func TestInformersKeepACompactProjection(t *testing.T) {
 				t.Errorf("ports %+v", s.ports)
 			}
 			var got []string
-			for _, a := range s.addresses {
-				got = append(got, a.addr().String())
-				zone := ""
-				if a.zone != nil {
-					zone = *a.zone
-				}
-				if a.label != tc.label || zone != tc.zone || !a.ready() {
-					t.Errorf("address %s: label %q zone %q ready %v", a.addr(), a.label, zone, a.ready())
+			for i := range s.addresses.len() {
+				a := s.addresses.at(i)
+				got = append(got, a.ip.String())
+				if a.label != tc.label || a.zone != tc.zone || !a.ready {
+					t.Errorf("address %s: label %q zone %q ready %v", a.ip, a.label, a.zone, a.ready)
 				}
 			}
 			if len(got) != len(tc.addresses) || got[0] != tc.addresses[0] || got[1] != tc.addresses[1] {
@@ -82,7 +79,43 @@ func TestInformersKeepACompactProjection(t *testing.T) {
 			}
 		})
 	}
-	if a := (endpointAddress{ip: netip.MustParseAddr("fd00::1").As16()}); a.addr().String() != "fd00::1" {
-		t.Errorf("IPv6 address read back as %s", a.addr())
+}
+
+// Each address keeps its own endpoint's name and state in the packed list,
+// in both families, an endpoint of several addresses naming each.
+func TestSlimSliceKeepsEachAddressWithItsEndpoint(t *testing.T) {
+	for _, family := range []struct {
+		addressType discovery.AddressType
+		a, b, c     string
+	}{
+		{discovery.AddressTypeIPv4, "10.0.0.1", "10.0.0.2", "10.0.0.3"},
+		{discovery.AddressTypeIPv6, "fd00::1", "fd00::2", "fd00::3"},
+	} {
+		t.Run(string(family.addressType), func(t *testing.T) {
+			s := slice("ns", "s", "svc", family.addressType, nil,
+				endpoint("web-0", family.a, family.b),
+				endpoint("", family.c),
+				notReady(endpoint("web-1", family.a)),
+				podRef(endpoint("", family.b), "pod-x"))
+			got := slim(buildOptions{podNames: true}, s)[0].addresses
+			want := []endpointAddress{
+				{ip: netip.MustParseAddr(family.a), label: "web-0", ready: true, isHostname: true},
+				{ip: netip.MustParseAddr(family.b), label: "web-0", ready: true, isHostname: true},
+				{ip: netip.MustParseAddr(family.c), ready: true},
+				{ip: netip.MustParseAddr(family.a), label: "web-1", isHostname: true},
+				{ip: netip.MustParseAddr(family.b), label: "pod-x", ready: true},
+			}
+			if got.len() != len(want) {
+				t.Fatalf("%d addresses, want %d", got.len(), len(want))
+			}
+			for i, w := range want {
+				if a := got.at(i); a != w {
+					t.Errorf("address %d: %+v, want %+v", i, a, w)
+				}
+			}
+			if !got.equal(&got) {
+				t.Error("a list differs from itself")
+			}
+		})
 	}
 }

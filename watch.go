@@ -1,6 +1,7 @@
 package headless
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strings"
@@ -20,8 +21,6 @@ import (
 	mcsclient "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 )
 
-const byService = "service" // indexer of slices by "namespace/service"
-
 // feed is one namespace's informers of one kind of service and the
 // EndpointSlices that belong to it, and the index their answer sets go to:
 // the cluster's headless Services (the slices the endpointslice controller
@@ -35,6 +34,23 @@ type feed struct {
 	opts     buildOptions
 	// timed: changes are observed in the programming duration histogram.
 	timed bool
+	// members are the slices of each service as the slice handlers have
+	// seen them, guarded by the watcher's rebuildMu. (An indexer of the
+	// stores would keep a set, a map, per service: several times the bytes
+	// of this one slot, for the one slice most services have.)
+	members map[serviceRef][]member
+}
+
+// serviceRef names a service (or ServiceImport) of a feed.
+type serviceRef struct{ namespace, name string }
+
+func (r serviceRef) key() string { return r.namespace + "/" + r.name }
+
+// member is a slice of a service, and which of the feed's slice informers
+// holds it.
+type member struct {
+	informer int
+	*sliceInfo
 }
 
 // watcher feeds the indexes from the API server: when a service or one of
@@ -63,7 +79,7 @@ func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, cl
 	}
 	for _, ns := range namespaces {
 		services := client.CoreV1().Services(ns)
-		f := &feed{index: ix, opts: cfg.buildOptions(), timed: true}
+		f := &feed{index: ix, opts: cfg.buildOptions(), timed: true, members: map[serviceRef][]member{}}
 		f.services = w.serviceInformer(f, client, "services", &core.Service{}, slimService(w.intake), listWatch(health, "services",
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				return services.List(ctx, headlessServices(o, cfg.labels))
@@ -76,7 +92,7 @@ func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, cl
 			// Hand-kept and mirrored; not those imported for a ServiceImport.
 			managedByLabel + "!=" + controllerManager + ",!" + headlessLabel + ",!" + importedServiceLabel,
 		} {
-			f.slices = append(f.slices, w.sliceInformer(f, client, ns, selector))
+			f.slices = append(f.slices, w.sliceInformer(f, len(f.slices), client, ns, selector))
 		}
 		w.feeds = append(w.feeds, f)
 
@@ -84,7 +100,7 @@ func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, cl
 			continue
 		}
 		serviceImports := imports.MulticlusterV1alpha1().ServiceImports(ns)
-		f = &feed{index: clusterset, opts: cfg.importOptions()}
+		f = &feed{index: clusterset, opts: cfg.importOptions(), members: map[serviceRef][]member{}}
 		f.services = w.serviceInformer(f, imports, "serviceimports", &mcs.ServiceImport{}, slimServiceImport(w.intake), listWatch(health, "serviceimports",
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				o.LabelSelector = cfg.labels
@@ -94,7 +110,7 @@ func newWatcher(client kubernetes.Interface, imports mcsclient.Interface, ix, cl
 				o.LabelSelector = cfg.labels
 				return serviceImports.Watch(ctx, o)
 			}))
-		f.slices = []cache.SharedIndexInformer{w.sliceInformer(f, client, ns, importedServiceLabel)}
+		f.slices = []cache.SharedIndexInformer{w.sliceInformer(f, 0, client, ns, importedServiceLabel)}
 		w.feeds = append(w.feeds, f)
 	}
 	return w
@@ -126,7 +142,10 @@ func headlessServices(o metav1.ListOptions, labelSelector string) metav1.ListOpt
 func (w *watcher) serviceInformer(f *feed, client any, resource string, example runtime.Object, transform cache.TransformFunc, lw *cache.ListWatch) cache.SharedIndexInformer {
 	changed := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
-			w.rebuild(f, key)
+			ns, name, _ := strings.Cut(key, "/")
+			w.rebuildMu.Lock()
+			defer w.rebuildMu.Unlock()
+			w.rebuild(f, serviceRef{ns, name})
 		}
 	}
 	return w.informer(client, lw, example, transform, nil, resource, cache.ResourceEventHandlerFuncs{
@@ -141,8 +160,8 @@ func (w *watcher) serviceInformer(f *feed, client any, resource string, example 
 }
 
 // sliceInformer watches f's EndpointSlices of namespace ns that match
-// selector.
-func (w *watcher) sliceInformer(f *feed, client kubernetes.Interface, ns, selector string) cache.SharedIndexInformer {
+// selector; it is f's n-th slice informer.
+func (w *watcher) sliceInformer(f *feed, n int, client kubernetes.Interface, ns, selector string) cache.SharedIndexInformer {
 	slices := client.DiscoveryV1().EndpointSlices(ns)
 	lw := listWatch(w.health, "endpointslices",
 		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -153,16 +172,16 @@ func (w *watcher) sliceInformer(f *feed, client kubernetes.Interface, ns, select
 			o.LabelSelector = selector
 			return slices.Watch(ctx, o)
 		})
-	return w.informer(client, lw, &discovery.EndpointSlice{}, slimSlice(f.opts, w.intake), cache.Indexers{byService: sliceService}, "endpointslices",
+	return w.informer(client, lw, &discovery.EndpointSlice{}, slimSlice(f.opts, w.intake), nil, "endpointslices",
 		cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) {
 				w.slicesHeld.Add(1)
-				w.sliceChanged(f, nil, obj)
+				w.sliceChanged(f, n, nil, obj)
 			},
-			UpdateFunc: func(old, obj any) { w.sliceChanged(f, old, obj) },
+			UpdateFunc: func(old, obj any) { w.sliceChanged(f, n, old, obj) },
 			DeleteFunc: func(obj any) {
 				w.slicesHeld.Add(-1)
-				w.sliceChanged(f, obj, nil)
+				w.sliceChanged(f, n, obj, nil)
 			},
 		})
 }
@@ -202,24 +221,37 @@ func (w *watcher) hasSynced() bool {
 	return true
 }
 
-// sliceChanged rebuilds the service(s) a slice of f belongs (or belonged)
-// to, and records how long the change took to reach DNS.
-func (w *watcher) sliceChanged(f *feed, oldObj, newObj any) {
+// sliceChanged records a change of a slice held by f's informer-th slice
+// informer, rebuilds the service(s) it belongs (or belonged) to, and
+// records how long the change took to reach DNS.
+func (w *watcher) sliceChanged(f *feed, informer int, oldObj, newObj any) {
+	oldSlice, newSlice := asSlice(oldObj), asSlice(newObj)
+	w.rebuildMu.Lock()
+	// Even an unchanged slice replaces its old value: after a relist the
+	// store holds the new one, and members must not keep the old alive.
+	f.untrack(informer, oldSlice)
+	f.track(informer, newSlice)
 	if unchanged(oldObj, newObj) {
+		w.rebuildMu.Unlock()
 		return
 	}
-	oldKey, newKey := serviceKeyOf(oldObj), serviceKeyOf(newObj)
-	if oldKey != "" && oldKey != newKey {
-		w.rebuild(f, oldKey)
+	oldRef, oldOK := oldSlice.serviceRef()
+	newRef, newOK := newSlice.serviceRef()
+	if oldOK && (!newOK || oldRef != newRef) {
+		w.rebuild(f, oldRef)
 	}
-	if newKey == "" {
+	var svc *service
+	if newOK {
+		svc = w.rebuild(f, newRef)
+	}
+	w.rebuildMu.Unlock()
+	if svc == nil {
 		return
 	}
-	svc := w.rebuild(f, newKey)
 	trigger, ok := triggerTime(newObj)
 	// The initial list carries old trigger times: those changes were
 	// programmed long ago, by whoever served DNS then.
-	if !f.timed || !ok || svc == nil || !w.hasSynced() {
+	if !f.timed || !ok || !w.hasSynced() {
 		return
 	}
 	if before, ok := triggerTime(oldObj); ok && before.Equal(trigger) && !endpointsChanged(oldObj, newObj) {
@@ -235,43 +267,73 @@ func (w *watcher) sliceChanged(f *feed, oldObj, newObj any) {
 	programmingDuration.WithLabelValues(kind).Observe(time.Since(trigger).Seconds())
 }
 
-// rebuild reads one service of f and its slices from the stores, builds
-// its answer set and publishes it, and returns the service (nil when it is
-// not a headless service the plugin publishes).
-func (w *watcher) rebuild(f *feed, key string) *service {
-	w.rebuildMu.Lock()
-	defer w.rebuildMu.Unlock()
-	ns, name, _ := strings.Cut(key, "/")
+// rebuild reads one service of f and its slices, builds its answer set
+// and publishes it, and returns the service (nil when it is not a headless
+// service the plugin publishes). Callers hold rebuildMu, which makes "read,
+// build, publish" one step per service, so that the last rebuild of a
+// service publishes its latest state.
+func (w *watcher) rebuild(f *feed, ref serviceRef) *service {
+	key := ref.key()
 	var svc *service
 	if obj, ok, _ := f.services.GetIndexer().GetByKey(key); ok {
 		if s, ok := obj.(*serviceInfo); ok && s.headless {
-			svc = &service{namespace: ns, name: name, hasSelector: s.hasSelector}
+			svc = &service{namespace: ref.namespace, name: ref.name, hasSelector: s.hasSelector}
 		}
 	}
 	var sd *serviceData
 	if svc != nil {
-		sd = build(svc, f.slicesOf(key), f.opts)
+		sd = build(svc, f.slicesOf(ref), f.opts)
 	}
 	f.index.publish(key, svc, sd)
 	lastChange.SetToCurrentTime()
 	return svc
 }
 
-// slicesOf returns the slices of the service keyed "namespace/name", by
-// name. A slice that moves between two informers can briefly be in both:
-// it is counted once.
-func (f *feed) slicesOf(key string) []*sliceInfo {
-	var found []*sliceInfo
-	for _, inf := range f.slices {
-		objs, _ := inf.GetIndexer().ByIndex(byService, key)
-		for _, obj := range objs {
-			s, ok := obj.(*sliceInfo)
-			if ok && !slices.ContainsFunc(found, func(f *sliceInfo) bool { return f.name == s.name }) {
-				found = append(found, s)
-			}
+// track adds (or replaces) a slice of the informer-th slice informer in
+// its service's members. Callers hold rebuildMu.
+func (f *feed) track(informer int, s *sliceInfo) {
+	ref, ok := s.serviceRef()
+	if !ok {
+		return
+	}
+	list := f.members[ref]
+	for i := range list {
+		if list[i].informer == informer && list[i].name == s.name {
+			list[i].sliceInfo = s
+			return
 		}
 	}
-	slices.SortFunc(found, func(a, b *sliceInfo) int { return strings.Compare(a.name, b.name) })
+	f.members[ref] = append(list, member{informer, s})
+}
+
+// untrack removes a slice of the informer-th slice informer from its
+// service's members. Callers hold rebuildMu.
+func (f *feed) untrack(informer int, s *sliceInfo) {
+	ref, ok := s.serviceRef()
+	if !ok {
+		return
+	}
+	list := slices.DeleteFunc(f.members[ref], func(m member) bool { return m.informer == informer && m.name == s.name })
+	if len(list) == 0 {
+		delete(f.members, ref)
+	} else {
+		f.members[ref] = list
+	}
+}
+
+// slicesOf returns the slices of a service, by name. A slice that moves
+// between two informers can briefly be in both: it is counted once, as
+// the first informer holds it. Callers hold rebuildMu.
+func (f *feed) slicesOf(ref serviceRef) []*sliceInfo {
+	list := slices.Clone(f.members[ref])
+	slices.SortStableFunc(list, func(a, b member) int {
+		return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.informer, b.informer))
+	})
+	list = slices.CompactFunc(list, func(a, b member) bool { return a.name == b.name })
+	found := make([]*sliceInfo, len(list))
+	for i, m := range list {
+		found[i] = m.sliceInfo
+	}
 	return found
 }
 
@@ -280,7 +342,7 @@ func (f *feed) slicesOf(key string) []*sliceInfo {
 func endpointsChanged(oldObj, newObj any) bool {
 	o, ok1 := oldObj.(*sliceInfo)
 	n, ok2 := newObj.(*sliceInfo)
-	return !ok1 || !ok2 || !slices.Equal(o.addresses, n.addresses)
+	return !ok1 || !ok2 || !o.addresses.equal(&n.addresses)
 }
 
 // unchanged tells an update that changes nothing (the same resource
@@ -291,12 +353,4 @@ func unchanged(oldObj, newObj any) bool {
 	o, ok1 := oldObj.(interface{ version() string })
 	n, ok2 := newObj.(interface{ version() string })
 	return ok1 && ok2 && o.version() != "" && o.version() == n.version()
-}
-
-// sliceService indexes a slice under the service it belongs to.
-func sliceService(obj any) ([]string, error) {
-	if key := serviceKeyOf(obj); key != "" {
-		return []string{key}, nil
-	}
-	return nil, nil
 }

@@ -128,14 +128,61 @@ func TestARelistOfUnchangedObjectsRebuildsNothing(t *testing.T) {
 		endpoint("cassandra-0", "10.244.1.5")))[0]
 	s.resourceVersion = "41"
 	before := h.index.soaSerial()
-	h.watcher.sliceChanged(h.watcher.feeds[0], s, s)
+	h.watcher.sliceChanged(h.watcher.feeds[0], 0, s, s)
 	if after := h.index.soaSerial(); after != before {
 		t.Fatalf("an update to the same resource version republished the service (serial %d -> %d)", before, after)
 	}
 	changed := *s
 	changed.resourceVersion = "42"
-	h.watcher.sliceChanged(h.watcher.feeds[0], s, &changed)
+	h.watcher.sliceChanged(h.watcher.feeds[0], 0, s, &changed)
 	if after := h.index.soaSerial(); after == before {
 		t.Fatal("a new resource version was not published")
+	}
+}
+
+// A service's members are the slices its handlers last saw: a relisted
+// slice replaces its old value (which must not stay alive beside the
+// store's new one), a slice that changes service leaves the old one, and
+// one held by two informers while it moves between them counts once.
+func TestMembersFollowTheSlicesTheHandlersSaw(t *testing.T) {
+	f := &feed{members: map[serviceRef][]member{}}
+	web := serviceRef{"default", "web"}
+	mk := func(name, svc, rv string) *sliceInfo {
+		return &sliceInfo{objectKey: objectKey{namespace: "default", name: name, resourceVersion: rv}, service: svc}
+	}
+	a1, b1 := mk("web-a", "web", "1"), mk("web-b", "web", "1")
+	f.track(0, b1)
+	f.track(0, a1)
+	if got := f.slicesOf(web); len(got) != 2 || got[0] != a1 || got[1] != b1 {
+		t.Fatalf("two slices, by name: %v", got)
+	}
+	relisted := mk("web-a", "web", "1")
+	f.untrack(0, a1)
+	f.track(0, relisted)
+	if got := f.slicesOf(web); len(got) != 2 || got[0] != relisted {
+		t.Fatalf("the relisted value replaces the old one: %v", got)
+	}
+	moved := mk("web-b", "api", "2")
+	f.untrack(0, b1)
+	f.track(0, moved)
+	if got := f.slicesOf(web); len(got) != 1 || got[0] != relisted {
+		t.Fatalf("the slice that moved to another service left: %v", got)
+	}
+	if got := f.slicesOf(serviceRef{"default", "api"}); len(got) != 1 || got[0] != moved {
+		t.Fatalf("the slice that moved to another service joined it: %v", got)
+	}
+	handKept := mk("web-a", "web", "3")
+	f.track(1, handKept)
+	if got := f.slicesOf(web); len(got) != 1 || got[0] != relisted {
+		t.Fatalf("a slice in two informers counts once, as the first holds it: %v", got)
+	}
+	f.untrack(0, relisted)
+	if got := f.slicesOf(web); len(got) != 1 || got[0] != handKept {
+		t.Fatalf("then as the second holds it: %v", got)
+	}
+	f.untrack(1, handKept)
+	f.untrack(0, moved)
+	if len(f.members) != 0 {
+		t.Fatalf("services without slices are forgotten: %v", f.members)
 	}
 }

@@ -268,7 +268,7 @@ var (
 				return "", err
 			}
 			if !reCacheBlock.MatchString(text) {
-				return "", fmt.Errorf("Corefile.example: no cache block to widen in\n%s", text)
+				return "", fmt.Errorf("no cache block to widen in Corefile.example\n%s", text)
 			}
 			return reCacheBlock.ReplaceAllString(text, "${1}cache 30\n"), nil
 		}}
