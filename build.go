@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/coredns/coredns/plugin/pkg/dnsutil"
-
 	discovery "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -52,12 +50,12 @@ type serviceData struct {
 	// options holds what only some options give a service: nil for
 	// most, so that they cost one pointer.
 	*options
-	// fqdnText holds every pod's complete name in each forward zone, pod
-	// after pod: SRV targets, glue owners and (zone 0) PTR targets are
-	// substrings of it, one allocation for the service.
-	fqdnText string
-	zones    []string // the forward zones, shared by every service
-	slot     uint32   // its number in the index, once published (see ptrSlot)
+	// labelText holds the pods' labels, one after the other. Their
+	// complete names are made when asked for (an SRV or PTR answer, a
+	// transfer): kept, they would be the largest part of the set.
+	labelText string
+	zones     []string // the forward zones, shared by every service
+	slot      uint32   // its number in the index, once published (see ptrSlot)
 }
 
 // options is the part of an answer set that the zonal, ptr_hostname_only
@@ -129,10 +127,10 @@ func (s addrSet) add(ip netip.Addr) addrSet {
 
 // podData is one name under the service: a pod's hostname, or an id made
 // from its address. Its addresses are a run of the service's pod address
-// arrays, its names a run of the service's fqdnText.
+// arrays, its label a run of the service's labelText.
 type podData struct {
 	off4, off6 uint32 // where its addresses start in podAddrs.v4 and .v6, in addresses
-	nameOff    uint32 // where its names start in fqdnText
+	labelOff   uint32 // where its label starts in labelText
 	n4, n6     uint16
 	labelLen   uint16 // "web-0"
 }
@@ -183,7 +181,7 @@ func (sd *serviceData) podAddrSet(i int32) addrSet {
 // podIndex finds the pod named label (pods are sorted by label).
 func (sd *serviceData) podIndex(label string) (int32, bool) {
 	i, found := slices.BinarySearchFunc(sd.pods, label, func(p podData, label string) int {
-		return strings.Compare(sd.fqdnText[p.nameOff:p.nameOff+uint32(p.labelLen)], label)
+		return strings.Compare(sd.labelText[p.labelOff:p.labelOff+uint32(p.labelLen)], label)
 	})
 	return int32(i), found
 }
@@ -199,29 +197,43 @@ func (sd *serviceData) podTargets(pod int32) []srvTarget {
 	return sd.anyPort[lo:hi:hi]
 }
 
+// label is pods[pod]'s label, "web-0".
+func (sd *serviceData) label(pod int32) string {
+	p := &sd.pods[pod]
+	return sd.labelText[p.labelOff : p.labelOff+uint32(p.labelLen)]
+}
+
 // podRel is pods[pod]'s name relative to the zones, "web-0.web.default.svc".
 func (sd *serviceData) podRel(pod int32) string {
-	p := &sd.pods[pod]
-	return sd.fqdnText[p.nameOff : p.nameOff+uint32(p.labelLen)+1+uint32(len(sd.rel))]
+	return sd.label(pod) + "." + sd.rel
 }
 
 // fqdn is pods[pod]'s complete name in forward zone z.
 func (sd *serviceData) fqdn(pod int32, z int) string {
-	p := &sd.pods[pod]
-	start := p.nameOff
-	for zz := range z {
-		start += fqdnLen(p.labelLen, sd.rel, sd.zones[zz])
-	}
-	return sd.fqdnText[start : start+fqdnLen(p.labelLen, sd.rel, sd.zones[z])]
+	var b strings.Builder
+	b.Grow(sd.fqdnLen(pod, z))
+	sd.writeFQDN(&b, pod, z)
+	return b.String()
 }
 
-// fqdnLen is the length of label.rel.zone, the zone fully qualified.
-func fqdnLen(labelLen uint16, rel, zone string) uint32 {
-	n := uint32(labelLen) + 1 + uint32(len(rel)) + 1
-	if zone != "." {
-		n += uint32(len(zone))
+// fqdnLen is the length of pods[pod]'s complete name in forward zone z.
+func (sd *serviceData) fqdnLen(pod int32, z int) int {
+	n := int(sd.pods[pod].labelLen) + 1 + len(sd.rel) + 1
+	if zone := sd.zones[z]; zone != "." {
+		n += len(zone)
 	}
 	return n
+}
+
+// writeFQDN writes pods[pod]'s complete name in forward zone z to b.
+func (sd *serviceData) writeFQDN(b *strings.Builder, pod int32, z int) {
+	b.WriteString(sd.label(pod))
+	b.WriteByte('.')
+	b.WriteString(sd.rel)
+	b.WriteByte('.')
+	if zone := sd.zones[z]; zone != "." {
+		b.WriteString(zone)
+	}
 }
 
 // build computes one service's answer set from its slices. It is a pure
@@ -331,9 +343,7 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 	var names strings.Builder
 	size := 0
 	for _, host := range labels {
-		for _, zone := range zones {
-			size += int(fqdnLen(uint16(len(host)), sd.rel, zone))
-		}
+		size += len(host)
 	}
 	names.Grow(size)
 	// The pods' addresses, pod after pod, each pod's IPv4 first; the
@@ -366,15 +376,13 @@ func build(svc *service, endpointSlices []*sliceInfo, opts buildOptions) *servic
 			shared = shared || seen[ip]
 			seen[ip] = true
 		}
-		p.nameOff, p.labelLen = uint32(names.Len()), uint16(len(host))
-		for _, zone := range zones {
-			names.WriteString(dnsutil.Join(host, sd.rel, zone))
-		}
+		p.labelOff, p.labelLen = uint32(names.Len()), uint16(len(host))
+		names.WriteString(host)
 		if opts.ptrHostnameOnly && !named[host] {
 			sd.opts().noPTR.add(int32(i))
 		}
 	}
-	sd.fqdnText = names.String()
+	sd.labelText = names.String()
 	sd.addrs = sd.podAddrs
 	if shared {
 		sd.addrs = addrSet{}

@@ -2,6 +2,7 @@ package headless
 
 import (
 	"github.com/miekg/dns"
+	"strings"
 )
 
 // reply is a reply message with room for what most replies hold, allocated
@@ -72,14 +73,34 @@ func (rp *reply) ns(owner, target string, glue addrSet, ttl uint32) (answer, ext
 // podTTL the glue's. The weights are equal, and add up to about 100.
 func (rp *reply) srv(sd *serviceData, targets []srvTarget, z int, owner string, srvTTL, podTTL uint32) (answer, extra []dns.RR) {
 	// The glue is every address of each target pod, once: targets are
-	// ordered by pod, so a pod's records follow a change of pod.
-	glueA, glueAll := 0, 0
+	// ordered by pod, so a pod's records follow a change of pod. The
+	// pods' names are made into one string, each once.
+	glueA, glueAll, namesLen := 0, 0, 0
 	for i, t := range targets {
 		if i == 0 || t.pod != targets[i-1].pod {
 			p := &sd.pods[t.pod]
 			glueA += int(p.n4)
 			glueAll += int(p.n4) + int(p.n6)
+			namesLen += sd.fqdnLen(t.pod, z)
 		}
+	}
+	var b strings.Builder
+	b.Grow(namesLen)
+	for i, t := range targets {
+		if i == 0 || t.pod != targets[i-1].pod {
+			sd.writeFQDN(&b, t.pod, z)
+		}
+	}
+	names := b.String()
+	// nameOf returns the name of targets[i]'s pod, given the end of the
+	// previous pod's name in names.
+	nameOf := func(i int, end *int) string {
+		if i == 0 || targets[i].pod != targets[i-1].pod {
+			start := *end
+			*end += sd.fqdnLen(targets[i].pod, z)
+			return names[start:*end]
+		}
+		return names[*end-sd.fqdnLen(targets[i].pod, z) : *end]
 	}
 	type srvAndGlue struct {
 		srv  dns.SRV
@@ -89,31 +110,34 @@ func (rp *reply) srv(sd *serviceData, targets []srvTarget, z int, owner string, 
 	copies := make([]srvAndGlue, max(len(targets), glueA, glueAll-glueA))
 	answer, extra = rp.sections(len(targets), glueAll)
 	weight := uint16(max(1, 100/len(targets)))
+	end := 0
 	for i, t := range targets {
 		copies[i].srv = dns.SRV{
 			Hdr:    dns.RR_Header{Name: owner, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: srvTTL},
-			Weight: weight, Port: t.port, Target: sd.fqdn(t.pod, z),
+			Weight: weight, Port: t.port, Target: nameOf(i, &end),
 		}
 		answer = append(answer, &copies[i].srv)
 	}
 	// Glue: every A record, then every AAAA record, pod by pod.
 	a, aaaa := 0, 0
+	end = 0
 	for i, t := range targets {
 		if i > 0 && t.pod == targets[i-1].pod {
 			continue
 		}
-		name, addrs := sd.fqdn(t.pod, z), sd.podAddrSet(t.pod)
+		name, addrs := nameOf(i, &end), sd.podAddrSet(t.pod)
 		for i := range addrs.len4() {
 			copies[a].a = dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: podTTL}, A: addrs.ip4(i)}
 			extra = append(extra, &copies[a].a)
 			a++
 		}
 	}
+	end = 0
 	for i, t := range targets {
 		if i > 0 && t.pod == targets[i-1].pod {
 			continue
 		}
-		name, addrs := sd.fqdn(t.pod, z), sd.podAddrSet(t.pod)
+		name, addrs := nameOf(i, &end), sd.podAddrSet(t.pod)
 		for i := range addrs.len6() {
 			copies[aaaa].aaaa = dns.AAAA{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeAAAA, Class: dns.ClassINET, Ttl: podTTL}, AAAA: addrs.ip6(i)}
 			extra = append(extra, &copies[aaaa].aaaa)
