@@ -198,3 +198,34 @@ func BenchmarkSideBySide(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPassOn is what headless costs the names it only passes on, in
+// front of kubernetes as Corefile.example puts it: a ClusterIP Service, a
+// search-path miss of an external name, and a PTR of an address it does not
+// hold, each handed to the next plugin (here one that does nothing).
+func BenchmarkPassOn(b *testing.B) {
+	h, _ := newTestPlugin(b, "headless cluster.local in-addr.arpa {\n fallthrough\n}", benchWorld()...)
+	h.Next = test.NextHandler(dns.RcodeSuccess, nil)
+	for _, bc := range []struct {
+		name  string
+		qname string
+		qtype uint16
+	}{
+		{"ClusterIP_service", "api.default.svc.cluster.local.", dns.TypeA},
+		{"search_path_miss", "api7.example.com.default.svc.cluster.local.", dns.TypeAAAA},
+		{"PTR_not_held", "9.0.96.10.in-addr.arpa.", dns.TypePTR},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			m := new(dns.Msg)
+			m.SetQuestion(bc.qname, bc.qtype)
+			w := newBenchWriter()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := h.ServeDNS(ctx, w, m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -108,6 +108,61 @@ func (h *harness) profiles(ctx context.Context) error {
 
 func first(a, _ int) int { return a }
 
+// cpuProfiles runs each mix once more against the swap-in, stock and the
+// two plugins alone, with the CPU profiler on for the run, and keeps the
+// profiles and pprof's top by cumulative time: where a query's time goes
+// (the server's reading and writing, each plugin of the chain). The
+// throughput figures are not taken from these runs.
+func (h *harness) cpuProfiles(ctx context.Context, clusterFile, hlFile string) error {
+	cfg := h.cfg
+	seconds := max(1, int(cfg.duration/time.Second)-2)
+	for _, fl := range flavours {
+		s, err := h.startServer(ctx, fl, "cpu", serverOptions{pin: true})
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			defer s.stop()
+			mixes := [][2]string{{"headless", hlFile}}
+			if fl.forward {
+				mixes = append(mixes, [2]string{"cluster", clusterFile})
+			}
+			for _, mix := range mixes {
+				load := make(chan error, 1)
+				go func() {
+					_, err := benchkit.Dnsperf{CPU: h.cpuLoad, Port: s.ports.dns, DataFile: mix[1], Duration: cfg.duration}.Run(ctx)
+					load <- err
+				}()
+				time.Sleep(time.Second) // past start-up
+				body, err := httpGet(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.ports.pprof, seconds))
+				if lerr := <-load; err == nil {
+					err = lerr
+				}
+				if err != nil {
+					return err
+				}
+				profile := filepath.Join(cfg.out, fmt.Sprintf("cpu-%s-%s.pprof", fl.Key, mix[0]))
+				if err := os.WriteFile(profile, body, 0o644); err != nil {
+					return err
+				}
+				top, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=80", h.coredns, profile).CombinedOutput()
+				if err != nil {
+					return fmt.Errorf("go tool pprof: %v\n%s", err, top)
+				}
+				if err := os.WriteFile(strings.TrimSuffix(profile, ".pprof")+".top.txt", top, 0o644); err != nil {
+					return err
+				}
+				benchkit.Logf("  CPU profile of %s, %s mix: %s", fl.Title, mix[0], strings.TrimSuffix(profile, ".pprof")+".top.txt")
+			}
+			return nil
+		}()
+		if err != nil {
+			return fmt.Errorf("%s: %w", fl.Title, err)
+		}
+	}
+	return nil
+}
+
 // throughput runs dnsperf against each configuration in turn, pinned to
 // one CPU with dnsperf on the other, over rounds: the cluster mix (the
 // configurations that forward) and the headless mix (all of them).
@@ -124,6 +179,11 @@ func (h *harness) throughput(ctx context.Context) error {
 		return err
 	}
 	sample := hlDistinct[:min(len(hlDistinct), 2000)]
+	restore, err := h.quietCluster()
+	if err != nil {
+		return err
+	}
+	defer restore()
 	q := &qpsResult{Cluster: map[string]*mixRuns{}, Headless: map[string]*mixRuns{}, Wrong: map[string]int{}, Checked: map[string]int{},
 		Lookups: lookupWeightsMap(), ClusterLines: len(cluster), HeadlessLines: len(hlAll)}
 	h.res.QPS = q
@@ -196,7 +256,7 @@ func (h *harness) throughput(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
+	return h.cpuProfiles(ctx, clusterFile, hlFile)
 }
 
 func lookupWeightsMap() map[string]int {

@@ -4,8 +4,11 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -114,5 +117,26 @@ func TestClusterMixExpansion(t *testing.T) {
 	}
 	if kinds["clusterip"] == 0 || kinds["ptr"] == 0 {
 		t.Errorf("kinds %v", kinds)
+	}
+}
+
+// The cluster's processes are found below kube-testenv: a child and its
+// child here.
+func TestDescendants(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := descendants(os.Getpid())
+		if len(got) >= 3 && got[0] == os.Getpid() && slices.Contains(got, cmd.Process.Pid) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("descendants of this test: %v, want it, sh (%d) and sleep", got, cmd.Process.Pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
