@@ -200,11 +200,8 @@ func slimSlice(opts buildOptions, in *intake) cache.TransformFunc {
 		n, labelsLen := 0, 0
 		for i := range s.Endpoints {
 			n += len(s.Endpoints[i].Addresses)
-			if s.Endpoints[i].Hostname != nil {
-				labelsLen += len(*s.Endpoints[i].Hostname)
-			} else if opts.podNames && s.Endpoints[i].TargetRef != nil {
-				labelsLen += len(s.Endpoints[i].TargetRef.Name)
-			}
+			label, _ := endpointLabel(&s.Endpoints[i], opts.podNames)
+			labelsLen += len(label)
 		}
 		l := &out.addresses
 		l.v6 = s.AddressType == discovery.AddressTypeIPv6
@@ -269,6 +266,11 @@ func slimSlice(opts buildOptions, in *intake) cache.TransformFunc {
 			}
 		}
 		l.labels = labels.String()
+		if labels.Len() < labels.Cap() {
+			// Endpoints without a usable address wrote no label: keep
+			// only what was written.
+			l.labels = strings.Clone(l.labels)
+		}
 		return out, nil
 	}
 }

@@ -227,6 +227,11 @@ func (w *watcher) hasSynced() bool {
 func (w *watcher) sliceChanged(f *feed, informer int, oldObj, newObj any) {
 	oldSlice, newSlice := asSlice(oldObj), asSlice(newObj)
 	w.rebuildMu.Lock()
+	if t, ok := oldObj.(cache.DeletedFinalStateUnknown); ok && oldSlice == nil {
+		// A tombstone without its object: the slice is known by its key.
+		ns, name, _ := strings.Cut(t.Key, "/")
+		oldSlice = f.member(informer, ns, name)
+	}
 	// Even an unchanged slice replaces its old value: after a relist the
 	// store holds the new one, and members must not keep the old alive.
 	f.untrack(informer, oldSlice)
@@ -319,6 +324,22 @@ func (f *feed) untrack(informer int, s *sliceInfo) {
 	} else {
 		f.members[ref] = list
 	}
+}
+
+// member finds the slice namespace/name of the informer-th slice informer
+// among the members, or nil. Callers hold rebuildMu.
+func (f *feed) member(informer int, namespace, name string) *sliceInfo {
+	for ref, list := range f.members {
+		if ref.namespace != namespace {
+			continue
+		}
+		for _, m := range list {
+			if m.informer == informer && m.name == name {
+				return m.sliceInfo
+			}
+		}
+	}
+	return nil
 }
 
 // slicesOf returns the slices of a service, by name. A slice that moves

@@ -9,6 +9,7 @@ import (
 	core "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // answers returns the rcode and answer count of one query.
@@ -184,5 +185,19 @@ func TestMembersFollowTheSlicesTheHandlersSaw(t *testing.T) {
 	f.untrack(0, moved)
 	if len(f.members) != 0 {
 		t.Fatalf("services without slices are forgotten: %v", f.members)
+	}
+}
+
+// A deletion whose tombstone lost its object (client-go sends the key
+// alone when it no longer knows the object) still takes the slice out of
+// its service.
+func TestATombstoneWithoutItsObjectStillRemovesTheSlice(t *testing.T) {
+	h, _ := newTestPlugin(t, "headless cluster.local", seedObjects()...)
+	if resp, _ := query(t, h, "cassandra.default.svc.cluster.local.", dns.TypeA); len(resp.Answer) != 3 {
+		t.Fatalf("before: %v", resp.Answer)
+	}
+	h.watcher.sliceChanged(h.watcher.feeds[0], 0, cache.DeletedFinalStateUnknown{Key: "default/cassandra-abcde"}, nil)
+	if resp, _ := query(t, h, "cassandra.default.svc.cluster.local.", dns.TypeA); resp.Rcode != dns.RcodeNameError {
+		t.Fatalf("after the tombstone: %v %v", dns.RcodeToString[resp.Rcode], resp.Answer)
 	}
 }
