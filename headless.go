@@ -31,7 +31,7 @@ type Headless struct {
 
 	cfg         *config
 	zones       []string // forward and reverse zones, for matchZone
-	apexes      map[string]apex
+	apexes      map[string]*apex
 	serverAddrs addrSet               // this server's addresses, for ns.dns.<zone>; set before it serves
 	peers       []transfer.Transferer // plugins behind this one whose transfers join this one's
 	xfr         *transfer.Transfer    // the server block's transfer plugin, to send NOTIFY through

@@ -104,7 +104,7 @@ func (h *Headless) Transfer(zone string, serial uint32) (<-chan []dns.RR, error)
 }
 
 // apexRecords are the records at and near the apex besides the SOA.
-func apexRecords(apex apex, server addrSet, ttl ttls) []dns.RR {
+func apexRecords(apex *apex, server addrSet, ttl ttls) []dns.RR {
 	rrs := []dns.RR{&dns.NS{Hdr: dns.RR_Header{Name: apex.zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: ttl.service}, Ns: apex.nameserver}}
 	rrs = appendA(rrs, server, apex.nameserver, ttl.service)
 	rrs = appendAAAA(rrs, server, apex.nameserver, ttl.service)
@@ -117,7 +117,7 @@ func apexRecords(apex apex, server addrSet, ttl ttls) []dns.RR {
 // transferIndex sends the records of the zone whose apex is apex, one
 // service (or, in a reverse zone, one address) at a time, and returns the
 // names they own.
-func (h *Headless) transferIndex(apex apex, ch chan<- []dns.RR) map[string]bool {
+func (h *Headless) transferIndex(apex *apex, ch chan<- []dns.RR) map[string]bool {
 	zone := apex.zone
 	owned := map[string]bool{}
 	ttl := h.cfg.ttl

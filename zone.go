@@ -70,13 +70,13 @@ type apex struct {
 }
 
 // newApexes describes the apex of each of the config's zones.
-func newApexes(cfg *config) map[string]apex {
-	apexes := map[string]apex{}
+func newApexes(cfg *config) map[string]*apex {
+	apexes := map[string]*apex{}
 	add := func(zone string, a apex) {
 		a.zone = zone
 		a.nameserver = dnsutil.Join(nameserverLabels, zone)
 		a.rname = dnsutil.Join("hostmaster", zone)
-		apexes[zone] = a
+		apexes[zone] = &a
 	}
 	for i, z := range cfg.clusterZones() {
 		add(z, apex{forward: true, position: i, version: clusterSchemaVersion})
@@ -102,7 +102,7 @@ const (
 )
 
 // owns tells which apex name rel (relative to the zone, lower case) is.
-func (a apex) owns(rel string) apexName {
+func (a *apex) owns(rel string) apexName {
 	switch {
 	case rel == "":
 		return atApex
@@ -119,7 +119,7 @@ func (a apex) owns(rel string) apexName {
 // fillSOA writes the zone's SOA into soa. negative is both its TTL and its
 // minimum, which tells resolvers how long to cache a negative answer
 // (RFC 2308).
-func (a apex) fillSOA(soa *dns.SOA, serial, negative uint32) {
+func (a *apex) fillSOA(soa *dns.SOA, serial, negative uint32) {
 	*soa = dns.SOA{
 		Hdr:     dns.RR_Header{Name: a.zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: negative},
 		Ns:      a.nameserver,
