@@ -470,7 +470,7 @@ func (h *harness) setProbeWith(ctx context.Context, c kubernetes.Interface, ip s
 // readiness changes (ready with an address, or not), it asks each server
 // for the pod's name every millisecond until the answer reflects it (the
 // address, or NXDOMAIN). A change superseded before a server showed it is
-// not counted.
+// not counted, for any server.
 func (h *harness) rollout(ctx context.Context) error {
 	cfg := h.cfg
 	c := h.cp.Client
@@ -539,18 +539,28 @@ func (h *harness) rollout(ctx context.Context) error {
 		inFlight[name] = &pending{cancel}
 		mu.Unlock()
 		q := rolloutQuestion(name)
+		// A change counts when every server was timed on it: the
+		// percentiles then compare the same changes (one superseded for
+		// a single server would shift that server's ranks).
+		timed, left := map[string]float64{}, len(servers)
 		for _, s := range servers {
 			wg.Go(func() {
 				at, err := waitName(pctx, s.addr, q, ip, t0.Add(2*time.Minute))
 				mu.Lock()
 				defer mu.Unlock()
-				if err != nil {
-					if pctx.Err() == nil {
-						r.Failed++
-					}
+				left--
+				switch {
+				case err != nil && pctx.Err() == nil:
+					r.Failed++
+				case err == nil:
+					timed[s.fl.Key] = at.Sub(t0).Seconds() * 1000
+				}
+				if left > 0 || len(timed) < len(servers) {
 					return
 				}
-				r.Latency[s.fl.Key] = append(r.Latency[s.fl.Key], at.Sub(t0).Seconds()*1000)
+				for k, ms := range timed {
+					r.Latency[k] = append(r.Latency[k], ms)
+				}
 				counted++
 			})
 		}
@@ -630,7 +640,7 @@ loop:
 	for _, s := range servers {
 		r.APIAfter[s.fl.Key] = s.proxy.snapshot()
 	}
-	benchkit.Logf("rollout done in %.0fs: %d readiness changes, %d timed answers", r.Seconds, r.Transitions, counted)
+	benchkit.Logf("rollout done in %.0fs: %d readiness changes, %d timed by every server", r.Seconds, r.Transitions, counted)
 	return nil
 }
 
