@@ -39,14 +39,7 @@ func TestChangesWhileRunning(t *testing.T) {
 	step := func(what string, change func(), checks ...func() error) {
 		t.Helper()
 		change()
-		took := eventually(t, visibleWithin, what, func() error {
-			for _, check := range checks {
-				if err := check(); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		took := eventually(t, visibleWithin, what, allOf(checks...))
 		t.Logf("%s: visible after %s", what, took.Round(time.Millisecond))
 	}
 

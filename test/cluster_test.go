@@ -9,7 +9,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -21,6 +20,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/headlessdns/headless/test/internal/benchkit"
 
 	core "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -160,11 +161,8 @@ func (cp *controlPlane) waitPodsReady(t *testing.T, ns, selector string, n int) 
 }
 
 // setPodReady sets a pod's readiness as its kubelet would after a readiness
-// probe failed or passed again: a patch of the status subresource setting
-// the Ready and ContainersReady conditions and every container's ready
-// flag. kwok leaves it so (its Stages only touch pods without an address
-// or being deleted); the endpointslice controller then marks the pod's
-// endpoint ready or not.
+// probe failed or passed again (benchkit.SetPodReady: the status patch a
+// kubelet sends).
 func (cp *controlPlane) setPodReady(t *testing.T, ns, name string, ready bool) {
 	t.Helper()
 	cp.requireCluster(t)
@@ -173,35 +171,7 @@ func (cp *controlPlane) setPodReady(t *testing.T, ns, name string, ready bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Conditions merge by type; a ready condition has no reason or message
-	// (null removes them). The container statuses are one list, replaced
-	// whole, so they are sent whole.
-	now := metav1.NewTime(time.Now())
-	var reason, message any // nil: JSON null
-	var names []string
-	containers := slices.Clone(pod.Status.ContainerStatuses)
-	for i := range containers {
-		containers[i].Ready = ready
-		names = append(names, containers[i].Name)
-	}
-	status := core.ConditionTrue
-	if !ready {
-		status, reason = core.ConditionFalse, "ContainersNotReady"
-		message = fmt.Sprintf("containers with unready status: [%s]", strings.Join(names, " "))
-	}
-	var conditions []map[string]any
-	for _, typ := range []core.PodConditionType{core.ContainersReady, core.PodReady} {
-		conditions = append(conditions, map[string]any{
-			"type": typ, "status": status, "reason": reason, "message": message, "lastTransitionTime": now})
-	}
-	patch, err := json.Marshal(map[string]any{"status": map[string]any{
-		"conditions":        conditions,
-		"containerStatuses": containers,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cp.client.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status"); err != nil {
+	if err := benchkit.SetPodReady(ctx, cp.client, pod, ready); err != nil {
 		t.Fatalf("setting pod %s/%s ready=%v: %v", ns, name, ready, err)
 	}
 }

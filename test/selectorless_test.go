@@ -90,14 +90,7 @@ func TestSelectorlessServices(t *testing.T) {
 	// answers waits until every check holds.
 	answers := func(what string, checks ...func() error) {
 		t.Helper()
-		took := eventually(t, lifecycleWithin, what, func() error {
-			for _, check := range checks {
-				if err := check(); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		took := eventually(t, lifecycleWithin, what, allOf(checks...))
 		t.Logf("%s: in DNS after %s", what, took.Round(time.Millisecond))
 	}
 	a := func(name string, ips ...string) func() error {

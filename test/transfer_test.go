@@ -79,26 +79,19 @@ logging { category default { default_stderr; }; category xfer-in { default_stder
 // axfr transfers zone from server and returns its records as text, one a
 // line, sorted, the SOA once.
 func axfr(server, zone string) ([]string, error) {
-	m := new(dns.Msg)
-	m.SetAxfr(zone)
-	envelopes, err := (&dns.Transfer{}).In(m, server)
+	rrs, err := transferZone(server, zone)
 	if err != nil {
 		return nil, err
 	}
 	seen := map[string]bool{}
 	var out []string
-	for e := range envelopes {
-		if e.Error != nil {
-			return nil, e.Error
-		}
-		for _, rr := range e.RR {
-			// Names in lower case: BIND keeps the case it received, and
-			// so does this plugin; the comparison is of data.
-			text := strings.ToLower(strings.ReplaceAll(rr.String(), "\t", " "))
-			if !seen[text] {
-				seen[text] = true
-				out = append(out, text)
-			}
+	for _, rr := range rrs {
+		// Names in lower case: BIND keeps the case it received, and so
+		// does this plugin; the comparison is of data.
+		text := strings.ToLower(strings.ReplaceAll(rr.String(), "\t", " "))
+		if !seen[text] {
+			seen[text] = true
+			out = append(out, text)
 		}
 	}
 	slices.Sort(out)

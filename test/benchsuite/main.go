@@ -99,37 +99,20 @@ func loadConfig() (config, error) {
 		c.headless, c.clusterIP, c.rounds, c.changes, c.flips = 100, 1000, 3, 30, 20
 		c.duration, c.settle, c.goCount, c.goBenchtime = 3*time.Second, 2*time.Second, 1, "200ms"
 	}
-	var errs []error
-	integer := func(env string, v *int, least int) {
-		if s := os.Getenv(env); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < least {
-				errs = append(errs, fmt.Errorf("%s=%q: want an integer of at least %d", env, s, least))
-				return
-			}
-			*v = n
-		}
-	}
-	seconds := func(env string, v *time.Duration) {
-		n := int(*v / time.Second)
-		integer(env, &n, 1)
-		*v = time.Duration(n) * time.Second
-	}
-	integer("BENCH_HEADLESS_SERVICES", &c.headless, 1)
-	integer("BENCH_CLUSTERIP_SERVICES", &c.clusterIP, 0)
-	integer("BENCH_PODS", &c.pods, 1)
-	integer("BENCH_NAMESPACES", &c.namespaces, 1)
-	integer("BENCH_ROUNDS", &c.rounds, 1)
-	integer("BENCH_CHANGES", &c.changes, 2)
-	integer("BENCH_QUERIES", &c.queries, 4)
-	integer("BENCH_FLIPS", &c.flips, 2)
-	integer("BENCH_FLIP_PODS", &c.flipPods, 2)
-	integer("BENCH_GO_COUNT", &c.goCount, 1)
-	seconds("BENCH_DURATION", &c.duration)
-	seconds("BENCH_SETTLE", &c.settle)
-	seed := int(c.seed)
-	integer("BENCH_SEED", &seed, 0)
-	c.seed = uint64(seed)
+	var env benchkit.Env
+	env.Int("BENCH_HEADLESS_SERVICES", &c.headless, 1)
+	env.Int("BENCH_CLUSTERIP_SERVICES", &c.clusterIP, 0)
+	env.Int("BENCH_PODS", &c.pods, 1)
+	env.Int("BENCH_NAMESPACES", &c.namespaces, 1)
+	env.Int("BENCH_ROUNDS", &c.rounds, 1)
+	env.Int("BENCH_CHANGES", &c.changes, 2)
+	env.Int("BENCH_QUERIES", &c.queries, 4)
+	env.Int("BENCH_FLIPS", &c.flips, 2)
+	env.Int("BENCH_FLIP_PODS", &c.flipPods, 2)
+	env.Int("BENCH_GO_COUNT", &c.goCount, 1)
+	env.Seconds("BENCH_DURATION", &c.duration)
+	env.Seconds("BENCH_SETTLE", &c.settle)
+	env.Seed("BENCH_SEED", &c.seed)
 	if s := os.Getenv("BENCH_GO_BENCHTIME"); s != "" {
 		c.goBenchtime = s
 	}
@@ -137,12 +120,12 @@ func loadConfig() (config, error) {
 	c.noCache = os.Getenv("BENCH_NO_CACHE") == "1"
 	c.keep = os.Getenv("BENCH_KEEP") == "1"
 	if c.flipPods > 25 {
-		errs = append(errs, errors.New("BENCH_FLIP_PODS: at most 25 (the service's A answer must fit 512 bytes)"))
+		env.Fail(errors.New("BENCH_FLIP_PODS: at most 25 (the service's A answer must fit 512 bytes)"))
 	}
 	if c.pods > 1000 {
-		errs = append(errs, errors.New("BENCH_PODS: at most 1000"))
+		env.Fail(errors.New("BENCH_PODS: at most 1000"))
 	}
-	return c, errors.Join(errs...)
+	return c, env.Err()
 }
 
 func (c config) datasetName() string {

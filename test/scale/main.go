@@ -65,55 +65,38 @@ func loadConfig() (config, error) {
 		c.nodes, c.sizes, c.unit, c.rolloutPods, c.rounds = 20, []int{1, 2}, quickUnit, 20, 1
 		c.duration, c.settle, c.queries, c.latencyQPS = 3*time.Second, 3*time.Second, 20000, 2000
 	}
-	var errs []error
-	integer := func(env string, v *int, least int) {
-		if s := os.Getenv(env); s != "" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < least {
-				errs = append(errs, fmt.Errorf("%s=%q: want an integer of at least %d", env, s, least))
-				return
-			}
-			*v = n
-		}
-	}
-	seconds := func(env string, v *time.Duration) {
-		n := int(*v / time.Second)
-		integer(env, &n, 1)
-		*v = time.Duration(n) * time.Second
-	}
-	integer("SCALE_NODES", &c.nodes, 1)
-	integer("SCALE_ROLLOUT_PODS", &c.rolloutPods, 2)
-	integer("SCALE_ROUNDS", &c.rounds, 1)
-	integer("SCALE_LATENCY_QPS", &c.latencyQPS, 100)
-	integer("SCALE_QUERIES", &c.queries, 100)
-	seconds("SCALE_DURATION", &c.duration)
-	seconds("SCALE_SETTLE", &c.settle)
-	seed := int(c.seed)
-	integer("SCALE_SEED", &seed, 0)
-	c.seed = uint64(seed)
+	var env benchkit.Env
+	env.Int("SCALE_NODES", &c.nodes, 1)
+	env.Int("SCALE_ROLLOUT_PODS", &c.rolloutPods, 2)
+	env.Int("SCALE_ROUNDS", &c.rounds, 1)
+	env.Int("SCALE_LATENCY_QPS", &c.latencyQPS, 100)
+	env.Int("SCALE_QUERIES", &c.queries, 100)
+	env.Seconds("SCALE_DURATION", &c.duration)
+	env.Seconds("SCALE_SETTLE", &c.settle)
+	env.Seed("SCALE_SEED", &c.seed)
 	if s := os.Getenv("SCALE_SIZES"); s != "" {
 		c.sizes = nil
 		for _, f := range strings.Split(s, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || n < 1 || (len(c.sizes) > 0 && n <= c.sizes[len(c.sizes)-1]) {
-				errs = append(errs, fmt.Errorf("SCALE_SIZES=%q: want ascending positive integers, comma-separated", s))
+				env.Fail(fmt.Errorf("SCALE_SIZES=%q: want ascending positive integers, comma-separated", s))
 				break
 			}
 			c.sizes = append(c.sizes, n)
 		}
 	}
 	if len(c.sizes) < 2 {
-		errs = append(errs, errors.New("SCALE_SIZES: at least two sizes, for the marginal cost"))
+		env.Fail(errors.New("SCALE_SIZES: at least two sizes, for the marginal cost"))
 	}
 	if c.nodes > 250 {
-		errs = append(errs, errors.New("SCALE_NODES: at most 250 (one /24 of 10.244.0.0/16 per node)"))
+		env.Fail(errors.New("SCALE_NODES: at most 250 (one /24 of 10.244.0.0/16 per node)"))
 	}
 	c.out = os.Getenv("SCALE_OUT")
 	if c.out == "" {
 		c.out = filepath.Join(os.TempDir(), "headless-scale-"+time.Now().Format("20060102-150405"))
 	}
 	c.keepCluster = os.Getenv("SCALE_KEEP_CLUSTER") == "1"
-	return c, errors.Join(errs...)
+	return c, env.Err()
 }
 
 func main() {
